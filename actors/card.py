@@ -1,0 +1,189 @@
+"""The card actor: one per active card. It owns the card's in-memory state and does, per tap,
+exactly this: check the tap id, decide (pure core), sign, make durable, reply, publish.
+
+Redis holds the truth. The actor keeps the state and version it last wrote; a version conflict
+(another gateway process wrote the card) reloads and decides again, a bounded number of times.
+The signed authorisation frame is built before the write and stored with the tap record, so a
+retried tap id is answered byte for byte with the original, even after a key rotation; it is sent
+to the terminal only once the write is acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from gateway.store import CardWrite, Store
+from policies import CardState, Command, Decision, Outcome, Tariff, decide
+
+#: How often a compare-and-set conflict is retried before the tap is refused as `busy`.
+MAX_CAS_RETRIES = 3
+#: Tap records the actor keeps in memory for fast answers to retries (older ones are in Redis).
+MAX_CACHED_TAPS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TapRequest:
+    """A validated tap, already turned into a pure-core command by the terminal session."""
+
+    terminal_id: str
+    operator: str
+    seq: int
+    tap_id: str
+    card: str
+    tap_hash: str
+    command: Command
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TapReply:
+    """What goes back to the terminal. `frame` is the signed auth message, ready to send."""
+
+    frame: bytes
+    duplicate: bool
+    decision: Decision | None
+    #: set when the tap id was seen before with different content: the terminal gets an error
+    reused: bool = False
+
+
+class SignAuth(Protocol):
+    """Builds the complete signed auth frame for a decision (gateway.signing + gateway.protocol)."""
+
+    def __call__(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes: ...
+
+
+class EventSink(Protocol):
+    """Where decided events go for live subscribers; must never block the tap path."""
+
+    def publish(self, journal: dict[str, str | int]) -> None: ...
+
+
+class ConflictError(Exception):
+    """The card kept changing under us (another writer); the terminal retries later."""
+
+
+@dataclass(slots=True)
+class CardDeps:
+    store: Store
+    tariff: Callable[[], Tariff]
+    sign: SignAuth
+    events: EventSink | None = None
+
+
+def encode_tap_record(tap_hash: str, frame: bytes) -> bytes:
+    return tap_hash.encode("ascii") + b" " + frame
+
+
+def decode_tap_record(record: bytes) -> tuple[str, bytes]:
+    tap_hash, _, frame = record.partition(b" ")
+    return tap_hash.decode("ascii"), frame
+
+
+def journal_entry(req: TapRequest, outcome: Outcome) -> dict[str, str | int]:
+    """The journal fields of a decided tap (the store adds card, terminal, tap id, version)."""
+    d = outcome.decision
+    entry: dict[str, str | int] = {
+        "time": req.now_ms,
+        "operator": req.operator,
+        "seq": req.seq,
+        "result": "approved" if d.approved else "declined",
+        "reason": d.reason,
+        "amount": d.amount,
+        "balance": d.balance,
+        "product": d.product,
+        "tariff": d.tariff_version,
+    }
+    if outcome.events:
+        entry["events"] = orjson.dumps([e.to_dict() for e in outcome.events]).decode()
+    return entry
+
+
+class CardActor:
+    """State of one card between activation and passivation."""
+
+    __slots__ = ("_cache", "_deps", "card", "state", "version")
+
+    def __init__(self, card: str, deps: CardDeps) -> None:
+        self.card = card
+        self._deps = deps
+        self.state: CardState | None = None
+        self.version = 0
+        self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    async def on_activate(self) -> None:
+        await self._load()
+
+    async def on_passivate(self) -> None:
+        # Every change was made durable before it was acknowledged: nothing to flush.
+        return None
+
+    async def _load(self) -> None:
+        rec = await self._deps.store.load_card(self.card)
+        if rec is None:
+            self.state, self.version = None, 0
+        else:
+            self.state = CardState.from_dict(orjson.loads(rec.state))
+            self.version = rec.version
+
+    def _remember(self, key: tuple[str, str], record: bytes) -> None:
+        self._cache[key] = record
+        if len(self._cache) > MAX_CACHED_TAPS:
+            self._cache.popitem(last=False)
+
+    def _replay(self, req: TapRequest, record: bytes) -> TapReply:
+        stored_hash, frame = decode_tap_record(record)
+        if stored_hash != req.tap_hash:
+            return TapReply(frame=b"", duplicate=True, decision=None, reused=True)
+        return TapReply(frame=frame, duplicate=True, decision=None)
+
+    async def handle(self, req: TapRequest) -> TapReply:
+        key = (req.terminal_id, req.tap_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return self._replay(req, cached)
+        for _ in range(MAX_CAS_RETRIES):
+            outcome = decide(self.state, req.command, req.now_ms, self._deps.tariff())
+            frame = self._deps.sign(req, outcome.decision, req.now_ms)
+            if self.state is None:
+                # Unknown card: nothing to write, and writing would let random tokens fill Redis.
+                return TapReply(frame=frame, duplicate=False, decision=outcome.decision)
+            record = encode_tap_record(req.tap_hash, frame)
+            changed = outcome.state is not self.state
+            entry = journal_entry(req, outcome)
+            result = await self._deps.store.commit(
+                CardWrite(
+                    card=self.card,
+                    expected_version=self.version,
+                    new_state=(
+                        orjson.dumps(outcome.state.to_dict())
+                        if changed and outcome.state is not None
+                        else None
+                    ),
+                    terminal_id=req.terminal_id,
+                    tap_id=req.tap_id,
+                    tap_record=record,
+                    journal=entry,
+                    seq=req.seq,
+                    tap_hash=req.tap_hash,
+                )
+            )
+            if result.status == "ok":
+                self.state = outcome.state
+                self.version = result.version
+                self._remember(key, record)
+                if self._deps.events is not None:
+                    self._deps.events.publish({**entry, "card": self.card,
+                                               "terminal": req.terminal_id, "tap": req.tap_id})
+                return TapReply(frame=frame, duplicate=False, decision=outcome.decision)
+            if result.status == "duplicate":
+                assert result.tap_record is not None
+                self._remember(key, result.tap_record)
+                return self._replay(req, result.tap_record)
+            # conflict: another writer moved the card on; take its state and decide again.
+            await self._load()
+        raise ConflictError(f"card {self.card}: {MAX_CAS_RETRIES} version conflicts in a row")

@@ -1,0 +1,54 @@
+"""The gateway's identity on the tap path: checks terminals' proofs and builds signed `auth`
+frames from decisions. Joins gateway.signing (keys, Ed25519) with gateway.protocol (bytes)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from nacl.signing import VerifyKey
+
+from actors.card import TapRequest
+from gateway import protocol as wire
+from gateway.signing import GatewaySigner, verify_proof
+from policies import Decision
+
+#: Terminal public keys kept parsed in memory (parsing costs more than verifying a cached one).
+MAX_CACHED_TERMINAL_KEYS = 50_000
+
+
+class GatewayAuthority:
+    def __init__(self, signer: GatewaySigner, currency: Callable[[], str]) -> None:
+        self._signer = signer
+        self._currency = currency
+        self._keys: OrderedDict[str, VerifyKey] = OrderedDict()
+
+    @property
+    def key_id(self) -> str:
+        return self._signer.key_id
+
+    def verify_proof(self, public_key_hex: str, terminal_id: str, challenge_hex: str,
+                     sig_hex: str) -> bool:
+        key = self._keys.get(public_key_hex)
+        if key is None:
+            try:
+                key = VerifyKey(bytes.fromhex(public_key_hex))
+            except ValueError:
+                return False
+            self._keys[public_key_hex] = key
+            if len(self._keys) > MAX_CACHED_TERMINAL_KEYS:
+                self._keys.popitem(last=False)
+        return verify_proof(key, terminal_id, challenge_hex, self.key_id, sig_hex)
+
+    def auth_frame(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes:
+        fields = wire.AuthFields(
+            key_id=self._signer.key_id, terminal_id=req.terminal_id, seq=req.seq,
+            tap_id=req.tap_id, card=req.card,
+            result=wire.RESULT_APPROVED if decision.approved else wire.RESULT_DECLINED,
+            reason=decision.reason, amount=decision.amount, balance=decision.balance,
+            currency=self._currency(), gateway_time=gateway_time)
+        detail = {"product": decision.product, "tariff_version": decision.tariff_version,
+                  "explain": decision.explain}
+        return wire.encode_auth(fields, self._signer.sign_auth(fields), detail)
+
+    signed_decline = auth_frame

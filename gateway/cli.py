@@ -1,0 +1,177 @@
+"""`citycard` console script: serve, demo, sim, keys, cards, bench."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import GatewayConfig, default_data_dir
+
+TERMINAL_KINDS = ("gate", "bus", "taxi", "parking", "retail", "venue", "recycling", "kiosk")
+
+
+def _run(coro_fn: object, *args: object) -> None:
+    """Run an async main on asyncio with uvloop when available (the production loop)."""
+    import anyio
+
+    try:
+        import uvloop  # noqa: F401
+
+        options: dict[str, object] = {"use_uvloop": True}
+    except ImportError:  # pragma: no cover
+        options = {}
+    try:
+        anyio.run(coro_fn, *args, backend="asyncio", backend_options=options)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        pass
+
+
+def _add_server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                   help="Redis to use (default $REDIS_URL; unset: start an embedded Redis)")
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                   help="where the embedded Redis and the keys live (default ./var)")
+    p.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="everysec",
+                   help="durability of the embedded Redis (default everysec)")
+    p.add_argument("--tariff", type=Path, default=None, help="tariff JSON file")
+
+
+def _config(args: argparse.Namespace) -> GatewayConfig:
+    return GatewayConfig(host=args.host, port=args.port, redis_url=args.redis_url,
+                         data_dir=args.data_dir, appendfsync=args.appendfsync,
+                         tariff_path=args.tariff)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve_forever
+
+    _run(serve_forever, _config(args))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from terminal_sim.demo import run_demo
+
+    _run(run_demo, _config(args), args.terminals, args.cards, args.rate, args.seed)
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from terminal_sim.cli import run_sim_cli
+
+    return run_sim_cli(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from terminal_sim.bench import run_bench_cli
+
+    return run_bench_cli(args)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from gateway.admin import keys_command
+
+    return keys_command(args)
+
+
+def cmd_cards(args: argparse.Namespace) -> int:
+    from gateway.admin import cards_command
+
+    return cards_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="citycard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gateway")
+    _add_server_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="run the gateway with a small simulated city")
+    _add_server_args(p)
+    p.add_argument("--terminals", type=int, default=40)
+    p.add_argument("--cards", type=int, default=500)
+    p.add_argument("--rate", type=float, default=50.0, help="taps per second")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sim", help="drive simulated terminals against a gateway, open loop")
+    p.add_argument("--url", default=None,
+                   help="gateway websocket URL (default: start a gateway of its own)")
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                   help="the gateway's Redis, to enroll terminals and issue cards "
+                        "(needed with --url; default $REDIS_URL)")
+    p.add_argument("--terminals", type=int, default=100)
+    p.add_argument("--cards", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=500.0, help="taps per second (open loop)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--processes", type=int, default=1, help="client processes sharing the load")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("bench", help="gateway vs bare websockets echo server, same load client")
+    p.add_argument("--rate", type=float, default=5000.0, help="taps per second (open loop)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per measured run")
+    p.add_argument("--terminals", type=int, default=500)
+    p.add_argument("--cards", type=int, default=20000)
+    p.add_argument("--processes", type=int, default=1, help="load client processes")
+    p.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="everysec")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("keys", help="gateway signing key and terminal keys")
+    ksub = p.add_subparsers(dest="keys_command", required=True)
+    k = ksub.add_parser("generate", help="create the gateway signing key if it does not exist")
+    k.add_argument("--data-dir", type=Path, default=default_data_dir())
+    k = ksub.add_parser("show", help="print the gateway key id and public key")
+    k.add_argument("--data-dir", type=Path, default=default_data_dir())
+    k = ksub.add_parser("new-terminal", help="make a terminal key pair (prints the seed: keep it "
+                                             "on the terminal) and register it")
+    k.add_argument("terminal_id")
+    k = ksub.add_parser("register", help="register a terminal's public key")
+    k.add_argument("terminal_id")
+    k.add_argument("--public-key", help="hex Ed25519 public key (with `register`)")
+    for k in ksub.choices["new-terminal"], ksub.choices["register"]:
+        k.add_argument("--kind", choices=TERMINAL_KINDS, required=True)
+        k.add_argument("--operator", required=True)
+        k.add_argument("--network", default="")
+        k.add_argument("--location", default="")
+    k = ksub.add_parser("revoke", help="revoke a terminal")
+    k.add_argument("terminal_id")
+    for name in ("new-terminal", "register", "revoke"):
+        ksub.choices[name].add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                                        required=os.environ.get("REDIS_URL") is None)
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("cards", help="issue and inspect cards")
+    csub = p.add_subparsers(dest="cards_command", required=True)
+    c = csub.add_parser("issue", help="issue a card with an opening balance")
+    c.add_argument("card")
+    c.add_argument("--balance", type=int, default=0, help="minor units")
+    c.add_argument("--category", default="adult")
+    c = csub.add_parser("show", help="print a card's state")
+    c.add_argument("card")
+    c = csub.add_parser("block", help="block a card")
+    c.add_argument("card")
+    for c in csub.choices.values():
+        c.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                       required=os.environ.get("REDIS_URL") is None)
+    p.set_defaults(func=cmd_cards)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Gateway settings: one frozen dataclass with every bound the process enforces, and where the
+data (embedded Redis, keys) lives. Defaults are what `citycard serve` runs with."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CITYCARD_DATA_DIR", "var"))
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    #: None: start an embedded redis-server with its data under data_dir/redis.
+    redis_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: Durability of the embedded Redis: `always` fsyncs every write before it is acknowledged;
+    #: `everysec` may lose up to a second of acknowledged writes on a power cut (not on a gateway
+    #: or Redis process crash). See docs/operations.md.
+    appendfsync: str = "everysec"
+    #: Tariff file (JSON); None uses policies.default_tariff().
+    tariff_path: Path | None = None
+    heartbeat_s: int = 15
+    #: Connections closed after this many heartbeat periods without a frame.
+    idle_heartbeats: int = 3
+    #: Live terminal connections this process accepts.
+    max_connections: int = 20_000
+    #: Largest websocket message the transport reads at all; protocol frames are capped lower
+    #: (gateway.protocol.MAX_FRAME_BYTES) and refused with `frame_too_large`.
+    max_ws_message: int = 65_536
+    #: Frames buffered per connection before the gateway stops reading from that terminal.
+    max_ws_queue: int = 32
+    card_mailbox: int = 32
+    max_resident_cards: int = 200_000
+    card_idle_s: float = 300.0
+    #: Print one line per second of tap counts to stdout.
+    verbose: bool = False

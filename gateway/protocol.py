@@ -1,0 +1,750 @@
+"""Wire protocol v1 between terminals and the gateway: the one module that defines it.
+
+Every frame is a websocket TEXT frame holding one UTF-8 JSON object of at most `MAX_FRAME_BYTES`
+bytes, with `"v": 1` and a `"type"`. This module owns the message types, their validation
+(`decode_terminal_message`, hand-written for speed: a tap decodes in a few microseconds), their
+encoders (orjson `bytes`), the canonical bytes that are signed (`proof_bytes`, `auth_bytes`), the
+error codes, and the table of tap operations (`OPS`). `docs/protocol.md` is the vendor-facing
+description; its tables and test vectors are generated from here by `python -m gateway.vectors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+import orjson
+
+# --------------------------------------------------------------------------------------------
+# Constants
+# --------------------------------------------------------------------------------------------
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME_BYTES: Final = 4096
+"""Largest frame (UTF-8 bytes) either side may send."""
+
+DEFAULT_HEARTBEAT_S: Final = 15
+"""Default `welcome.heartbeat_s`: the terminal sends a heartbeat at least this often."""
+
+MISSED_HEARTBEATS: Final = 3
+"""The gateway closes a connection that sent nothing for this many heartbeat intervals."""
+
+HANDSHAKE_TIMEOUT_S: Final = 10
+"""The gateway closes a connection that has not completed hello/proof within this time."""
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+PROOF_DOMAIN: Final = "citycard-proof-v1"
+AUTH_DOMAIN: Final = "citycard-auth-v1"
+
+RESULT_APPROVED: Final = "approved"
+RESULT_DECLINED: Final = "declined"
+
+IDENTIFIER_PATTERN: Final = r"[A-Za-z0-9._:-]{1,64}"
+_ID_RE: Final = re.compile(IDENTIFIER_PATTERN)
+_HEX64_RE: Final = re.compile(r"[0-9a-f]{64}")
+_HEX128_RE: Final = re.compile(r"[0-9a-f]{128}")
+
+# Message types.
+HELLO: Final = "hello"
+PROOF: Final = "proof"
+TAP: Final = "tap"
+HEARTBEAT: Final = "heartbeat"
+CHALLENGE: Final = "challenge"
+WELCOME: Final = "welcome"
+AUTH: Final = "auth"
+ERROR: Final = "error"
+HEARTBEAT_ACK: Final = "heartbeat_ack"
+
+TERMINAL_MESSAGE_TYPES: Final = frozenset({HELLO, PROOF, TAP, HEARTBEAT})
+GATEWAY_MESSAGE_TYPES: Final = frozenset({CHALLENGE, WELCOME, AUTH, ERROR, HEARTBEAT_ACK})
+
+# --------------------------------------------------------------------------------------------
+# Error codes
+# --------------------------------------------------------------------------------------------
+
+FRAME_TOO_LARGE: Final = "frame_too_large"
+MALFORMED: Final = "malformed"
+UNSUPPORTED_VERSION: Final = "unsupported_version"
+UNKNOWN_TYPE: Final = "unknown_type"
+MISSING_FIELD: Final = "missing_field"
+BAD_FIELD: Final = "bad_field"
+UNKNOWN_OP: Final = "unknown_op"
+NOT_AUTHENTICATED: Final = "not_authenticated"
+UNEXPECTED_MESSAGE: Final = "unexpected_message"
+UNKNOWN_TERMINAL: Final = "unknown_terminal"
+TERMINAL_REVOKED: Final = "terminal_revoked"
+BAD_PROOF: Final = "bad_proof"
+ALREADY_CONNECTED: Final = "already_connected"
+SEQ_OUT_OF_ORDER: Final = "seq_out_of_order"
+TAP_ID_REUSED: Final = "tap_id_reused"
+BUSY: Final = "busy"
+UNAVAILABLE: Final = "unavailable"
+INTERNAL: Final = "internal"
+
+ERROR_CODES: Final[dict[str, str]] = {
+    FRAME_TOO_LARGE: f"the frame is larger than {MAX_FRAME_BYTES} bytes",
+    MALFORMED: "the frame is not a UTF-8 JSON object",
+    UNSUPPORTED_VERSION: 'the "v" field is not a protocol version this gateway speaks (1)',
+    UNKNOWN_TYPE: 'the "type" field names no message a terminal may send',
+    MISSING_FIELD: "a required field is absent (or null)",
+    BAD_FIELD: "a field has the wrong type, format or range",
+    UNKNOWN_OP: "the tap's op is not one this gateway knows",
+    NOT_AUTHENTICATED: "a tap or heartbeat arrived before the proof was accepted",
+    UNEXPECTED_MESSAGE: (
+        "the message is not allowed at this point (hello twice, proof without hello or after "
+        "authentication)"
+    ),
+    UNKNOWN_TERMINAL: "no terminal with this id is registered",
+    TERMINAL_REVOKED: "the terminal is registered but revoked",
+    BAD_PROOF: (
+        "the proof signature is invalid, names another terminal, or signs a challenge that was "
+        "not issued on this connection"
+    ),
+    ALREADY_CONNECTED: "another live connection holds this terminal id",
+    SEQ_OUT_OF_ORDER: (
+        "seq is not greater than the last accepted one and the tap is not a retry of a known tap"
+    ),
+    TAP_ID_REUSED: "the tap id was already used for a tap with different content",
+    BUSY: "the gateway is overloaded; nothing was charged; retry later with the same tap id",
+    UNAVAILABLE: "storage is unavailable; nothing was charged; retry with the same tap id",
+    INTERNAL: "unexpected gateway failure; retry with the same tap id",
+}
+"""Every error code with its meaning (rendered into docs/protocol.md)."""
+
+ALWAYS_FATAL: Final[frozenset[str]] = frozenset(
+    {
+        UNSUPPORTED_VERSION,
+        NOT_AUTHENTICATED,
+        UNEXPECTED_MESSAGE,
+        UNKNOWN_TERMINAL,
+        TERMINAL_REVOKED,
+        BAD_PROOF,
+        ALREADY_CONNECTED,
+    }
+)
+"""Codes after which the gateway always closes the connection. Before `welcome` every error is
+fatal; after it, the other codes reject one frame and the connection stays open."""
+
+
+def is_fatal(code: str, *, authenticated: bool) -> bool:
+    """Whether the gateway closes the connection after sending this error code."""
+    return not authenticated or code in ALWAYS_FATAL
+
+
+class ProtocolError(Exception):
+    """A frame the gateway refuses; `code` is one of `ERROR_CODES`. `seq`/`tap_id` are set when
+    they could be read from the offending tap, so the error frame can reference it."""
+
+    __slots__ = ("code", "message", "seq", "tap_id")
+
+    def __init__(
+        self, code: str, message: str, seq: int | None = None, tap_id: str | None = None
+    ) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.seq = seq
+        self.tap_id = tap_id
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+# --------------------------------------------------------------------------------------------
+# Field kinds and the table of tap operations
+# --------------------------------------------------------------------------------------------
+
+
+def is_int64(value: object) -> bool:
+    """A JSON integer (not a bool, not a float) within int64 range."""
+    return type(value) is int and INT64_MIN <= value <= INT64_MAX
+
+
+def is_identifier(value: object) -> bool:
+    """1-64 characters of `[A-Za-z0-9._:-]`."""
+    return type(value) is str and _ID_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldKind:
+    """A value type of an op-specific field: its documented name and its check."""
+
+    name: str
+    check: Callable[[object], bool]
+
+
+INT64: Final = FieldKind("integer (int64)", is_int64)
+IDENTIFIER: Final = FieldKind("identifier", is_identifier)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One op-specific tap field."""
+
+    name: str
+    kind: FieldKind
+    required: bool
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """One tap operation: what it means and its op-specific fields."""
+
+    doc: str
+    fields: tuple[FieldSpec, ...]
+
+
+OPS: Final[dict[str, OpSpec]] = {
+    "fare": OpSpec(
+        "pay a fare (metro gate, bus validator); the gateway computes the amount from the tariff",
+        (
+            FieldSpec(
+                "network",
+                IDENTIFIER,
+                required=False,
+                doc="transport network; default: the terminal's configured network",
+            ),
+            FieldSpec(
+                "stop",
+                IDENTIFIER,
+                required=False,
+                doc="stop or station; default: the terminal's configured location",
+            ),
+        ),
+    ),
+    "purchase": OpSpec(
+        "pay an amount at a shop till or kiosk",
+        (
+            FieldSpec("amount", INT64, required=True, doc="amount to charge, in minor units"),
+            FieldSpec(
+                "merchant",
+                IDENTIFIER,
+                required=False,
+                doc="merchant id; default: the terminal's operator",
+            ),
+        ),
+    ),
+    "topup": OpSpec(
+        "load money onto the card",
+        (FieldSpec("amount", INT64, required=True, doc="amount to load, in minor units"),),
+    ),
+}
+"""Tap operations (op -> spec). Adding an op is adding a row; the policy core decides the rest.
+Op-specific amounts are only checked for int64 here: zero, negative or excessive amounts are
+business declines (`invalid_amount`, `amount_too_large`) with a signed `auth`, not protocol
+errors."""
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    terminal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    terminal_id: str
+    challenge: str
+    sig: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tap:
+    seq: int
+    tap_id: str
+    card: str
+    op: str
+    terminal_time: int
+    fields: Mapping[str, object]
+    """Validated op-specific values (only the fields `OPS[op]` names and the frame carried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    t: int
+
+
+TerminalMessage = Hello | Proof | Tap | Heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFields:
+    """Exactly the signed fields of an `auth` message, in canonical order."""
+
+    key_id: str
+    terminal_id: str
+    seq: int
+    tap_id: str
+    card: str
+    result: str
+    reason: str
+    amount: int
+    balance: int
+    currency: str
+    gateway_time: int
+
+
+# --------------------------------------------------------------------------------------------
+# Canonical bytes
+# --------------------------------------------------------------------------------------------
+
+
+def proof_bytes(terminal_id: str, challenge_hex: str, gateway_key_id: str) -> bytes:
+    """What a terminal signs to prove it holds its key."""
+    text = f"{PROOF_DOMAIN}\n{terminal_id}\n{challenge_hex}\n{gateway_key_id}\n"
+    if not text.isascii() or text.count("\n") != 4:
+        raise ValueError("proof fields must be ASCII without newlines")
+    return text.encode("ascii")
+
+
+def auth_bytes(f: AuthFields) -> bytes:
+    """What the gateway signs for one authorisation."""
+    text = (
+        f"{AUTH_DOMAIN}\n{f.key_id}\n{f.terminal_id}\n{f.seq}\n{f.tap_id}\n{f.card}\n{f.result}\n"
+        f"{f.reason}\n{f.amount}\n{f.balance}\n{f.currency}\n{f.gateway_time}\n"
+    )
+    # One pass each: an embedded newline or non-ASCII character would make the bytes ambiguous.
+    if not text.isascii() or text.count("\n") != 12:
+        raise ValueError("auth fields must be ASCII without newlines")
+    return text.encode("ascii")
+
+
+def tap_content_hash(tap: Tap) -> str:
+    """Stable hash of what a tap asks for (card, op, op fields, terminal_time; not seq), used to
+    tell a retry of a tap id from a reuse of it with other content."""
+    canonical = orjson.dumps(
+        {
+            "card": tap.card,
+            "fields": dict(tap.fields),
+            "op": tap.op,
+            "terminal_time": tap.terminal_time,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def new_challenge() -> str:
+    """A fresh challenge: 32 random bytes as 64 lowercase hex characters."""
+    return secrets.token_hex(32)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding terminal -> gateway
+# --------------------------------------------------------------------------------------------
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _load_object(data: str | bytes) -> dict[str, Any]:
+    if isinstance(data, str):
+        # A str of at most MAX/4 code points cannot exceed MAX UTF-8 bytes.
+        if (
+            len(data) > MAX_FRAME_BYTES // 4
+            and len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+        ):
+            raise ProtocolError(FRAME_TOO_LARGE, f"frame exceeds {MAX_FRAME_BYTES} bytes")
+    elif len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError(FRAME_TOO_LARGE, f"frame exceeds {MAX_FRAME_BYTES} bytes")
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(MALFORMED, "frame is not valid UTF-8 JSON") from None
+    if type(obj) is not dict:
+        raise ProtocolError(MALFORMED, "frame is not a JSON object")
+    version = obj.get("v")
+    if version is None:
+        raise ProtocolError(MISSING_FIELD, "v is required")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            UNSUPPORTED_VERSION, f"unsupported version {_short(version)}; this gateway speaks 1"
+        )
+    return obj
+
+
+def _message_type(obj: dict[str, Any]) -> str:
+    mtype = obj.get("type")
+    if mtype is None:
+        raise ProtocolError(MISSING_FIELD, "type is required")
+    if type(mtype) is not str:
+        raise ProtocolError(BAD_FIELD, "type: expected a string")
+    return mtype
+
+
+def _field(
+    obj: dict[str, Any],
+    name: str,
+    check: Callable[[object], bool],
+    expected: str,
+    seq: int | None = None,
+    tap_id: str | None = None,
+) -> Any:
+    value = obj.get(name)
+    if value is None:  # absent and JSON null are treated alike
+        raise ProtocolError(MISSING_FIELD, f"{name} is required", seq, tap_id)
+    if not check(value):
+        raise ProtocolError(BAD_FIELD, f"{name}: expected {expected}", seq, tap_id)
+    return value
+
+
+def _is_hex64(value: object) -> bool:
+    return type(value) is str and _HEX64_RE.fullmatch(value) is not None
+
+
+def _is_hex128(value: object) -> bool:
+    return type(value) is str and _HEX128_RE.fullmatch(value) is not None
+
+
+def _is_seq(value: object) -> bool:
+    return type(value) is int and 1 <= value <= INT64_MAX
+
+
+def _is_time(value: object) -> bool:
+    return type(value) is int and 0 <= value <= INT64_MAX
+
+
+def _is_str(value: object) -> bool:
+    return type(value) is str
+
+
+_ID_EXPECTED: Final = "an identifier (1-64 characters of A-Z a-z 0-9 . _ : -)"
+_INT64_EXPECTED: Final = "an integer in int64 range"
+
+
+def _decode_hello(obj: dict[str, Any]) -> Hello:
+    return Hello(_field(obj, "terminal_id", is_identifier, _ID_EXPECTED))
+
+
+def _decode_proof(obj: dict[str, Any]) -> Proof:
+    return Proof(
+        _field(obj, "terminal_id", is_identifier, _ID_EXPECTED),
+        _field(obj, "challenge", _is_hex64, "64 lowercase hex characters"),
+        _field(obj, "sig", _is_hex128, "128 lowercase hex characters"),
+    )
+
+
+def _decode_heartbeat(obj: dict[str, Any]) -> Heartbeat:
+    return Heartbeat(_field(obj, "t", is_int64, _INT64_EXPECTED))
+
+
+_id_fullmatch: Final = _ID_RE.fullmatch
+_TAP_SEQ_EXPECTED: Final = "an integer >= 1 in int64 range"
+_TAP_TIME_EXPECTED: Final = "milliseconds since the epoch (int64, >= 0)"
+
+
+def _tap_error(obj: dict[str, Any]) -> NoReturn:
+    """Raise the precise error for a tap whose common fields failed the fast check."""
+    # Read seq and tap_id leniently first so that the error can reference the tap.
+    raw_seq = obj.get("seq")
+    raw_tap_id = obj.get("tap_id")
+    seq = raw_seq if _is_seq(raw_seq) else None
+    tap_id = raw_tap_id if is_identifier(raw_tap_id) else None
+    _field(obj, "seq", _is_seq, _TAP_SEQ_EXPECTED, None, tap_id)
+    _field(obj, "tap_id", is_identifier, _ID_EXPECTED, seq, None)
+    _field(obj, "card", is_identifier, _ID_EXPECTED, seq, tap_id)
+    _field(obj, "op", _is_str, "a string", seq, tap_id)
+    _field(obj, "terminal_time", _is_time, _TAP_TIME_EXPECTED, seq, tap_id)
+    raise AssertionError("_tap_error called for a valid tap")  # pragma: no cover
+
+
+def _decode_tap(obj: dict[str, Any]) -> Tap:
+    seq = obj.get("seq")
+    tap_id = obj.get("tap_id")
+    card = obj.get("card")
+    op = obj.get("op")
+    terminal_time = obj.get("terminal_time")
+    # Fast path: one expression for the common fields; _tap_error finds the culprit otherwise.
+    if not (
+        type(seq) is int
+        and 1 <= seq <= INT64_MAX
+        and type(tap_id) is str
+        and _id_fullmatch(tap_id) is not None
+        and type(card) is str
+        and _id_fullmatch(card) is not None
+        and type(op) is str
+        and type(terminal_time) is int
+        and 0 <= terminal_time <= INT64_MAX
+    ):
+        _tap_error(obj)
+    spec = OPS.get(op)
+    if spec is None:
+        raise ProtocolError(UNKNOWN_OP, f"unknown op {_short(op)}", seq, tap_id)
+    fields: dict[str, object] = {}
+    for fs in spec.fields:
+        value = obj.get(fs.name)
+        if value is None:
+            if fs.required:
+                raise ProtocolError(MISSING_FIELD, f"{fs.name} is required for {op}", seq, tap_id)
+            continue
+        if not fs.kind.check(value):
+            raise ProtocolError(BAD_FIELD, f"{fs.name}: expected {fs.kind.name}", seq, tap_id)
+        fields[fs.name] = value
+    return Tap(seq, tap_id, card, op, terminal_time, fields)
+
+
+_TERMINAL_DECODERS: Final[dict[str, Callable[[dict[str, Any]], TerminalMessage]]] = {
+    HELLO: _decode_hello,
+    PROOF: _decode_proof,
+    TAP: _decode_tap,
+    HEARTBEAT: _decode_heartbeat,
+}
+
+
+def decode_terminal_message(data: str | bytes) -> TerminalMessage:
+    """Parse and validate one frame from a terminal; raises `ProtocolError` and nothing else."""
+    obj = _load_object(data)
+    mtype = _message_type(obj)
+    decoder = _TERMINAL_DECODERS.get(mtype)
+    if decoder is None:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {_short(mtype)}")
+    return decoder(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding gateway -> terminal
+# --------------------------------------------------------------------------------------------
+
+
+def encode_challenge(challenge_hex: str, key_id: str, gateway_time: int) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1,
+            "type": CHALLENGE,
+            "challenge": challenge_hex,
+            "key_id": key_id,
+            "gateway_time": gateway_time,
+        }
+    )
+
+
+def encode_welcome(
+    terminal_id: str,
+    last_seq: int,
+    key_id: str,
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S,
+    max_frame: int = MAX_FRAME_BYTES,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1,
+            "type": WELCOME,
+            "terminal_id": terminal_id,
+            "last_seq": last_seq,
+            "key_id": key_id,
+            "heartbeat_s": heartbeat_s,
+            "max_frame": max_frame,
+        }
+    )
+
+
+def encode_auth(
+    auth: AuthFields, sig_hex: str, detail: Mapping[str, object] | None = None
+) -> bytes:
+    """The `auth` frame. `detail` (unsigned, informational) is dropped if it cannot be encoded or
+    would push the frame over `MAX_FRAME_BYTES`: the signed part always gets through."""
+    msg: dict[str, object] = {
+        "v": 1,
+        "type": AUTH,
+        "key_id": auth.key_id,
+        "terminal_id": auth.terminal_id,
+        "seq": auth.seq,
+        "tap_id": auth.tap_id,
+        "card": auth.card,
+        "result": auth.result,
+        "reason": auth.reason,
+        "amount": auth.amount,
+        "balance": auth.balance,
+        "currency": auth.currency,
+        "gateway_time": auth.gateway_time,
+        "sig": sig_hex,
+    }
+    if detail is None:
+        return orjson.dumps(msg)
+    msg["detail"] = detail
+    try:
+        out = orjson.dumps(msg)
+    except orjson.JSONEncodeError:
+        out = b""
+    if not out or len(out) > MAX_FRAME_BYTES:
+        del msg["detail"]
+        out = orjson.dumps(msg)
+    return out
+
+
+_MAX_ERROR_MESSAGE: Final = 512
+
+
+def encode_error(
+    code: str,
+    message: str,
+    fatal: bool,
+    seq: int | None = None,
+    tap_id: str | None = None,
+) -> bytes:
+    msg: dict[str, object] = {
+        "v": 1,
+        "type": ERROR,
+        "code": code,
+        "message": message[:_MAX_ERROR_MESSAGE],
+        "fatal": fatal,
+    }
+    if seq is not None:
+        msg["seq"] = seq
+    if tap_id is not None:
+        msg["tap_id"] = tap_id
+    return orjson.dumps(msg)
+
+
+def encode_protocol_error(err: ProtocolError, *, fatal: bool) -> bytes:
+    """The error frame answering a `ProtocolError` raised by the decoder."""
+    return encode_error(err.code, err.message, fatal, err.seq, err.tap_id)
+
+
+def encode_heartbeat_ack(t: int, gateway_time: int) -> bytes:
+    return orjson.dumps({"v": 1, "type": HEARTBEAT_ACK, "t": t, "gateway_time": gateway_time})
+
+
+# --------------------------------------------------------------------------------------------
+# Terminal side: encoding terminal -> gateway, decoding gateway -> terminal
+# --------------------------------------------------------------------------------------------
+
+
+def encode_hello(terminal_id: str) -> bytes:
+    return orjson.dumps({"v": 1, "type": HELLO, "terminal_id": terminal_id})
+
+
+def encode_proof(terminal_id: str, challenge_hex: str, sig_hex: str) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1,
+            "type": PROOF,
+            "terminal_id": terminal_id,
+            "challenge": challenge_hex,
+            "sig": sig_hex,
+        }
+    )
+
+
+def encode_tap(
+    seq: int,
+    tap_id: str,
+    card: str,
+    op: str,
+    terminal_time: int,
+    fields: Mapping[str, object] | None = None,
+) -> bytes:
+    msg: dict[str, object] = {
+        "v": 1,
+        "type": TAP,
+        "seq": seq,
+        "tap_id": tap_id,
+        "card": card,
+        "op": op,
+        "terminal_time": terminal_time,
+    }
+    if fields:
+        for name, value in fields.items():
+            msg.setdefault(name, value)  # op fields never override the common ones
+    return orjson.dumps(msg)
+
+
+def encode_heartbeat(t: int) -> bytes:
+    return orjson.dumps({"v": 1, "type": HEARTBEAT, "t": t})
+
+
+def _is_bool(value: object) -> bool:
+    return type(value) is bool
+
+
+def _is_object(value: object) -> bool:
+    return type(value) is dict
+
+
+_GATEWAY_FIELDS: Final[dict[str, tuple[tuple[str, Callable[[object], bool], str], ...]]] = {
+    CHALLENGE: (
+        ("challenge", _is_hex64, "64 lowercase hex characters"),
+        ("key_id", is_identifier, _ID_EXPECTED),
+        ("gateway_time", is_int64, _INT64_EXPECTED),
+    ),
+    WELCOME: (
+        ("terminal_id", is_identifier, _ID_EXPECTED),
+        ("last_seq", is_int64, _INT64_EXPECTED),
+        ("key_id", is_identifier, _ID_EXPECTED),
+        ("heartbeat_s", is_int64, _INT64_EXPECTED),
+        ("max_frame", is_int64, _INT64_EXPECTED),
+    ),
+    AUTH: (
+        ("key_id", is_identifier, _ID_EXPECTED),
+        ("terminal_id", is_identifier, _ID_EXPECTED),
+        ("seq", is_int64, _INT64_EXPECTED),
+        ("tap_id", is_identifier, _ID_EXPECTED),
+        ("card", is_identifier, _ID_EXPECTED),
+        ("result", _is_str, "a string"),
+        ("reason", _is_str, "a string"),
+        ("amount", is_int64, _INT64_EXPECTED),
+        ("balance", is_int64, _INT64_EXPECTED),
+        ("currency", _is_str, "a string"),
+        ("gateway_time", is_int64, _INT64_EXPECTED),
+        ("sig", _is_hex128, "128 lowercase hex characters"),
+    ),
+    ERROR: (
+        ("code", _is_str, "a string"),
+        ("message", _is_str, "a string"),
+        ("fatal", _is_bool, "a boolean"),
+    ),
+    HEARTBEAT_ACK: (
+        ("t", is_int64, _INT64_EXPECTED),
+        ("gateway_time", is_int64, _INT64_EXPECTED),
+    ),
+}
+
+
+def decode_gateway_message(data: str | bytes) -> dict[str, Any]:
+    """Parse a frame from the gateway (terminal/simulator side) and check that its required
+    fields are present with the right JSON types. Raises `ProtocolError`. Unknown fields are
+    kept; verifying an `auth` signature is `signing.verify_auth`'s job."""
+    obj = _load_object(data)
+    mtype = _message_type(obj)
+    specs = _GATEWAY_FIELDS.get(mtype)
+    if specs is None:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {_short(mtype)}")
+    for name, check, expected in specs:
+        _field(obj, name, check, expected)
+    if mtype == AUTH and "detail" in obj and not _is_object(obj["detail"]):
+        raise ProtocolError(BAD_FIELD, "detail: expected an object")
+    if mtype == ERROR:
+        if "seq" in obj and not is_int64(obj["seq"]):
+            raise ProtocolError(BAD_FIELD, f"seq: expected {_INT64_EXPECTED}")
+        if "tap_id" in obj and not is_identifier(obj["tap_id"]):
+            raise ProtocolError(BAD_FIELD, f"tap_id: expected {_ID_EXPECTED}")
+    return obj
+
+
+def auth_fields_from_message(msg: Mapping[str, Any]) -> AuthFields:
+    """The signed fields of a decoded `auth` message (from `decode_gateway_message`)."""
+    return AuthFields(
+        key_id=msg["key_id"],
+        terminal_id=msg["terminal_id"],
+        seq=msg["seq"],
+        tap_id=msg["tap_id"],
+        card=msg["card"],
+        result=msg["result"],
+        reason=msg["reason"],
+        amount=msg["amount"],
+        balance=msg["balance"],
+        currency=msg["currency"],
+        gateway_time=msg["gateway_time"],
+    )

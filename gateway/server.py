@@ -1,0 +1,208 @@
+"""The gateway process: starts (or connects to) Redis, loads the signing key and the tariff,
+runs the card actors and the websocket server, and gives each connection a terminal session.
+
+Everything shares one anyio task group on the asyncio backend (uvloop in production); the
+websocket server is websockets' asyncio implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from actors.card import CardActor, CardDeps, TapReply, TapRequest
+from actors.runtime import ActorRegistry
+from actors.terminal import SessionDeps, TerminalSession
+from gateway import protocol as wire
+from gateway.admin import publish_gateway_key
+from gateway.authority import GatewayAuthority
+from gateway.config import GatewayConfig
+from gateway.events import EventBus
+from gateway.redis_server import RedisServer
+from gateway.redis_store import RedisStore
+from gateway.signing import GatewaySigner, load_or_create_signing_key
+from policies import Tariff, default_tariff
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class TariffHolder:
+    """The tariff in force; replaced whole when a new version is loaded, never mutated."""
+
+    def __init__(self, tariff: Tariff) -> None:
+        self.current = tariff
+
+    def get(self) -> Tariff:
+        return self.current
+
+
+def load_tariff(path: Path | None) -> Tariff:
+    if path is None:
+        return default_tariff()
+    return Tariff.from_dict(orjson.loads(path.read_bytes()))
+
+
+@dataclass(eq=False)
+class _Conn:
+    session: TerminalSession
+    ws: ServerConnection
+
+
+class Connections:
+    """Live authenticated terminals of this process, by terminal id.
+
+    A second connection for a terminal id is refused while the first is alive; a first
+    connection silent for longer than the idle limit is taken as dead and replaced, so a bus
+    validator that lost its mobile link can come back before TCP notices.
+    """
+
+    def __init__(self, stale_after_ms: int) -> None:
+        self._by_id: dict[str, _Conn] = {}
+        self._ws: dict[TerminalSession, ServerConnection] = {}
+        self._stale_after_ms = stale_after_ms
+
+    def attach(self, session: TerminalSession, ws: ServerConnection) -> None:
+        self._ws[session] = ws
+
+    def detach(self, session: TerminalSession) -> None:
+        self._ws.pop(session, None)
+
+    def claim(self, terminal_id: str, session: TerminalSession) -> bool:
+        held = self._by_id.get(terminal_id)
+        if held is not None and held.session is not session:
+            if now_ms() - held.session.last_activity_ms < self._stale_after_ms:
+                return False
+            held.session.close()
+            self._close_soon(held.ws)
+        ws = self._ws.get(session)
+        if ws is None:
+            return False
+        self._by_id[terminal_id] = _Conn(session, ws)
+        return True
+
+    def release(self, terminal_id: str, session: TerminalSession) -> None:
+        held = self._by_id.get(terminal_id)
+        if held is not None and held.session is session:
+            del self._by_id[terminal_id]
+
+    def _close_soon(self, ws: ServerConnection) -> None:
+        ws.transport.close()
+
+    def idle(self, older_than_ms: int) -> list[ServerConnection]:
+        limit = now_ms() - older_than_ms
+        return [ws for s, ws in self._ws.items() if s.last_activity_ms < limit]
+
+    def __len__(self) -> int:
+        return len(self._ws)
+
+
+@dataclass
+class Gateway:
+    """A running gateway; `url` is where terminals connect."""
+
+    config: GatewayConfig
+    server: Server
+    store: RedisStore
+    cards: ActorRegistry[str, TapRequest, TapReply]
+    authority: GatewayAuthority
+    events: EventBus
+    tariff: TariffHolder
+    redis_url: str
+    connections: Connections
+
+    @property
+    def port(self) -> int:
+        sock = next(iter(self.server.sockets))
+        return int(sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}/"
+
+
+@asynccontextmanager
+async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
+    """Run a gateway until the context exits."""
+    async with AsyncExitStack() as stack:
+        redis_url = config.redis_url
+        if redis_url is None:
+            embedded = RedisServer(data_dir=config.data_dir / "redis",
+                                   appendfsync=config.appendfsync)
+            await anyio.to_thread.run_sync(embedded.start)
+            stack.callback(embedded.stop)
+            redis_url = embedded.url
+        key = load_or_create_signing_key(config.data_dir / "keys" / "gateway.key")
+        signer = GatewaySigner(key)
+        tariff = TariffHolder(load_tariff(config.tariff_path))
+        authority = GatewayAuthority(signer, lambda: tariff.current.currency)
+        store = await stack.enter_async_context(RedisStore.connect(redis_url))
+        await anyio.to_thread.run_sync(publish_gateway_key, redis_url, signer.key_id,
+                                       signer.public_key_hex)
+        events = EventBus()
+        card_deps = CardDeps(store=store, tariff=tariff.get, sign=authority.auth_frame,
+                             events=events)
+        cards: ActorRegistry[str, TapRequest, TapReply] = ActorRegistry(
+            lambda card: CardActor(card, card_deps), name="cards",
+            mailbox_size=config.card_mailbox, max_resident=config.max_resident_cards,
+            idle_timeout_s=config.card_idle_s)
+        await stack.enter_async_context(cards)
+        connections = Connections(stale_after_ms=config.heartbeat_s * config.idle_heartbeats * 1000)
+        deps = SessionDeps(store=store, cards=cards, auth=authority, connections=connections,
+                           now_ms=now_ms, new_challenge=lambda: os.urandom(32),
+                           heartbeat_s=config.heartbeat_s)
+
+        async def handler(ws: ServerConnection) -> None:
+            if len(connections) >= config.max_connections:
+                await ws.close(1013, "gateway full")
+                return
+            session = TerminalSession(deps, ws.send)
+            connections.attach(session, ws)
+            try:
+                async for data in ws:
+                    if not await session.on_frame(data):
+                        await ws.close(1008, "protocol error")
+                        break
+            except ConnectionClosed:
+                pass
+            finally:
+                session.close()
+                connections.detach(session)
+
+        server = await stack.enter_async_context(serve(
+            handler, config.host, config.port, compression=None, ping_interval=None,
+            max_size=config.max_ws_message, max_queue=config.max_ws_queue))
+        gw = Gateway(config=config, server=server, store=store, cards=cards,
+                     authority=authority, events=events, tariff=tariff, redis_url=redis_url,
+                     connections=connections)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_reap_idle, gw)
+            try:
+                yield gw
+            finally:
+                tg.cancel_scope.cancel()
+
+
+async def _reap_idle(gw: Gateway) -> None:
+    """Close connections that sent nothing for `idle_heartbeats` heartbeat periods."""
+    limit_ms = gw.config.heartbeat_s * gw.config.idle_heartbeats * 1000
+    while True:
+        await anyio.sleep(gw.config.heartbeat_s)
+        for ws in gw.connections.idle(limit_ms):
+            await ws.close(1001, "idle: no heartbeat")
+
+
+async def serve_forever(config: GatewayConfig) -> None:
+    async with open_gateway(config) as gw:
+        print(f"citycard gateway listening on {gw.url} (redis {gw.redis_url}, "
+              f"key {gw.authority.key_id})", flush=True)
+        await anyio.sleep_forever()

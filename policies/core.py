@@ -1,0 +1,96 @@
+"""`decide`: the single entry point of the pure core, and the table that routes commands to rules.
+
+This module owns the checks every operation shares (is the operation supported, is the card
+known, is it active) and the dispatch table from command type to its rule module. Adding an
+operation means one line in `_ROUTES` plus a handler module; `decide` itself does not change.
+Nothing here reads a clock, a random source or the network: given equal arguments it returns
+equal outcomes, which is what lets the actor replay, the auditor re-check and the tests shrink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from policies import reasons
+from policies.model import CardState, Command, FareTap, Outcome, Purchase, TopUp
+from policies.outcomes import declined
+from policies.retail import purchase, purchase_product
+from policies.stored_value import topup, topup_product
+from policies.tariff import Tariff
+from policies.transit import fare_product, fare_tap
+
+C = TypeVar("C")
+
+
+class Route(NamedTuple, Generic[C]):
+    """How to name the product a command asks for, and the rule that decides it."""
+
+    product: Callable[[C], str]
+    """Used for declines that happen before the rule runs (unknown or blocked card)."""
+    handle: Callable[[CardState, C, int, Tariff], Outcome]
+    """Called only with a known, active card."""
+
+
+# Keyed on the exact type: a subclass of a command is a different operation until it is routed.
+# The explicit Route[X] makes mypy check each handler against the type it is filed under.
+# Read-only so no caller can re-route operations at run time behind the core's back.
+_ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
+    {
+        FareTap: Route[FareTap](fare_product, fare_tap),
+        Purchase: Route[Purchase](purchase_product, purchase),
+        TopUp: Route[TopUp](topup_product, topup),
+    }
+)
+
+SUPPORTED_COMMANDS: frozenset[type[Any]] = frozenset(_ROUTES)
+
+
+def _str_attr(obj: object, name: str) -> str:
+    value = getattr(obj, name, "")
+    return value if isinstance(value, str) else ""
+
+
+def decide(state: CardState | None, command: Command, now_ms: int, tariff: Tariff) -> Outcome:
+    """Decide one command against one card's state at `now_ms` under `tariff`.
+
+    Never raises for well-typed arguments: anything unacceptable becomes a declined decision.
+    """
+    route = _ROUTES.get(type(command))
+    if route is None:
+        # The command type is outside the static union here; read its attribution defensively.
+        return declined(
+            state,
+            _str_attr(command, "terminal_id"),
+            _str_attr(command, "operator"),
+            now_ms,
+            tariff,
+            reasons.UNSUPPORTED_OPERATION,
+            "unsupported",
+            ({"rule": "operation_supported", "operation": type(command).__name__},),
+        )
+    if state is None:
+        return declined(
+            None,
+            command.terminal_id,
+            command.operator,
+            now_ms,
+            tariff,
+            reasons.UNKNOWN_CARD,
+            route.product(command),
+            ({"rule": "card_known"},),
+        )
+    # Anything but "active" is refused, so a status this version does not know fails closed.
+    if state.status != "active":
+        return declined(
+            state,
+            command.terminal_id,
+            command.operator,
+            now_ms,
+            tariff,
+            reasons.CARD_BLOCKED,
+            route.product(command),
+            ({"rule": "card_active", "status": state.status},),
+        )
+    return route.handle(state, command, now_ms, tariff)

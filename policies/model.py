@@ -1,0 +1,198 @@
+"""The core's vocabulary: card state, the commands a terminal can send, and what `decide` returns.
+
+This module owns the shapes only, no rules: `CardState` (what the store persists per card, with a
+plain-data round trip), one frozen command class per operation, and the `Decision` / `Event` /
+`Outcome` triple. Everything is a frozen, slotted dataclass so a value handed to an actor, a
+journal or a test can never change under it, and so construction on the hot path stays cheap.
+Money is `int` minor units and time `int` epoch milliseconds throughout (docs/internals.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from policies._validate import check_int, check_keys, check_mapping, check_str
+
+MAX_RECENT_TAPS: Final = 8
+"""How many (gate, time) taps a card remembers for double-tap protection.
+
+Bounded so a card's stored state cannot grow without limit; 8 distinct gates inside one double-tap
+window is far beyond any real journey, and forgetting the oldest only risks charging a tap that
+would otherwise have been a repeat."""
+
+CardStatus: TypeAlias = Literal["active", "blocked"]
+CARD_STATUSES: Final[frozenset[str]] = frozenset({"active", "blocked"})
+
+# Event types. `decide` emits exactly one event per decision, so the journal has an entry for
+# every tap, including the ones that moved no money.
+EVENT_FARE_CHARGED: Final = "fare_charged"
+EVENT_REPEAT_TAP: Final = "repeat_tap"
+EVENT_PURCHASE: Final = "purchase"
+EVENT_TOPUP: Final = "topup"
+EVENT_DECLINED: Final = "declined"
+EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {EVENT_FARE_CHARGED, EVENT_REPEAT_TAP, EVENT_PURCHASE, EVENT_TOPUP, EVENT_DECLINED}
+)
+
+_CARD_FIELDS: Final = ("card_id", "balance", "status")
+_CARD_OPTIONAL: Final = ("category", "recent_taps")
+
+
+@dataclass(frozen=True, slots=True)
+class CardState:
+    """Everything the core knows about one card. Persisted via `to_dict` / `from_dict`."""
+
+    card_id: str
+    balance: int
+    status: CardStatus
+    category: str = "adult"
+    recent_taps: tuple[tuple[str, int], ...] = ()
+    """((gate, time_ms), ...) of charged taps, oldest first, at most MAX_RECENT_TAPS long."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "card_id": self.card_id,
+            "balance": self.balance,
+            "status": self.status,
+            "category": self.category,
+            "recent_taps": [[gate, t] for gate, t in self.recent_taps],
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> CardState:
+        """Build a state from plain data (e.g. orjson output); `ValueError` names the bad field."""
+        d = check_mapping(data, "card state")
+        check_keys(d, "card state", _CARD_FIELDS, _CARD_OPTIONAL)
+        card_id = check_str(d["card_id"], "card state field card_id")
+        balance = check_int(d["balance"], "card state field balance")
+        status = d["status"]
+        if status == "active":
+            checked_status: CardStatus = "active"
+        elif status == "blocked":
+            checked_status = "blocked"
+        else:
+            raise ValueError(
+                f"card state field status: expected 'active' or 'blocked', got {status!r}"
+            )
+        category = check_str(d.get("category", "adult"), "card state field category")
+        raw_taps = d.get("recent_taps", ())
+        if not isinstance(raw_taps, list | tuple):
+            raise ValueError(
+                f"card state field recent_taps: expected a list, got {type(raw_taps).__name__}"
+            )
+        taps: list[tuple[str, int]] = []
+        for i, pair in enumerate(raw_taps):
+            what = f"card state field recent_taps[{i}]"
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise ValueError(f"{what}: expected a [gate, time_ms] pair, got {pair!r}")
+            taps.append((check_str(pair[0], what + " gate"), check_int(pair[1], what + " time")))
+        # Keep the newest rather than refuse: lowering MAX_RECENT_TAPS in a release must not make
+        # every stored card unloadable, and the oldest taps are the least useful ones.
+        return cls(card_id, balance, checked_status, category, tuple(taps[-MAX_RECENT_TAPS:]))
+
+
+@dataclass(frozen=True, slots=True)
+class FareTap:
+    """A tap at a gate or validator that charges a fare on `network`.
+
+    `gate` is the terminal id or gate group that double-tap protection keys on: two validators
+    on the same bus share a gate so that tapping both is one journey."""
+
+    terminal_id: str
+    operator: str
+    network: str
+    gate: str
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """A payment of `amount` at a till or handheld of `merchant`."""
+
+    terminal_id: str
+    operator: str
+    amount: int
+    merchant: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """Loading `amount` of stored value onto the card."""
+
+    terminal_id: str
+    operator: str
+    amount: int
+
+
+Command: TypeAlias = FareTap | Purchase | TopUp
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one command. `amount` is what was charged (a credit is negative)."""
+
+    approved: bool
+    reason: str
+    amount: int
+    balance: int
+    product: str
+    tariff_version: str
+    explain: tuple[Mapping[str, object], ...]
+    """Which rules applied, e.g. ({"rule": "flat_fare", "network": "METRO", "fare": 250},).
+
+    Plain dicts behind a read-only type: building mapping proxies on every decision would cost
+    more than the rest of `decide`, and nothing in the gateway mutates an explanation."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "approved": self.approved,
+            "reason": self.reason,
+            "amount": self.amount,
+            "balance": self.balance,
+            "product": self.product,
+            "tariff_version": self.tariff_version,
+            "explain": [dict(step) for step in self.explain],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One journal entry. Same sign convention as `Decision.amount` (a top-up is negative).
+
+    `card_id` is None only for a command against an unknown card: the core has no state to take
+    it from, and the actor that called `decide` knows the key it asked for."""
+
+    type: str
+    card_id: str | None
+    amount: int
+    balance: int
+    operator: str
+    terminal_id: str
+    time_ms: int
+    reason: str
+    tariff_version: str
+    product: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "type": self.type,
+            "card_id": self.card_id,
+            "amount": self.amount,
+            "balance": self.balance,
+            "operator": self.operator,
+            "terminal_id": self.terminal_id,
+            "time_ms": self.time_ms,
+            "reason": self.reason,
+            "tariff_version": self.tariff_version,
+            "product": self.product,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Result of `decide`: `state` is the very same object when nothing changed."""
+
+    state: CardState | None
+    decision: Decision
+    events: tuple[Event, ...]

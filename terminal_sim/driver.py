@@ -1,0 +1,281 @@
+"""Open-loop tap driver: simulated terminals on the lean websocket client, sending taps at a fixed
+arrival rate and measuring each answer from the tap's INTENDED send time.
+
+Each terminal authenticates (hello → challenge → proof → welcome), then taps. Every `auth` is
+verified (key id known, signature valid, terminal and tap id match). A tap answered `busy`,
+`unavailable` or `internal`, or left unanswered when the connection drops, is retried with the
+same tap id and content (and a new seq) after reconnecting, as real terminals must. What every
+terminal saw approved is kept for auditors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import orjson
+from nacl.signing import VerifyKey
+
+from gateway import protocol as wire
+from gateway.signing import sign_proof, verify_auth
+from terminal_sim.fleet import PURCHASE_AMOUNTS, TOPUP_AMOUNT, SimTerminal
+from terminal_sim.latency import LatencyHistogram
+from terminal_sim.wsclient import WsConnection, connect
+
+#: Retry delay after `busy` / `unavailable` / `internal`, seconds.
+RETRY_DELAY_S = 0.05
+#: Reconnect attempts per terminal before it gives up (with a growing delay up to 1 s).
+MAX_RECONNECTS = 200
+#: Error codes after which the same tap is retried.
+RETRYABLE = frozenset({wire.BUSY, wire.UNAVAILABLE, wire.INTERNAL})
+#: Connections opened at once while the fleet comes up.
+CONNECT_CONCURRENCY = 100
+
+
+@dataclass(slots=True)
+class PendingTap:
+    tap_id: str
+    card: str
+    op: str
+    fields: dict[str, object]
+    terminal_time: int
+    intended: float
+    attempts: int = 0
+
+
+@dataclass
+class DriverResult:
+    taps_sent: int = 0
+    approved: int = 0
+    declined: int = 0
+    #: taps that ended without a decision (after retries and the drain period)
+    errors: int = 0
+    signature_failures: int = 0
+    retries: int = 0
+    reconnects: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    declines: dict[str, int] = field(default_factory=dict)
+    hist: LatencyHistogram = field(default_factory=LatencyHistogram)
+    send_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    #: (terminal_id, tap_id) -> (card, amount) of every tap a terminal saw approved
+    approved_taps: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+
+    def merge(self, other: DriverResult) -> None:
+        for name in ("taps_sent", "approved", "declined", "errors", "signature_failures",
+                     "retries", "reconnects"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for src, dst in ((other.error_codes, self.error_codes), (other.declines, self.declines)):
+            for k, v in src.items():
+                dst[k] = dst.get(k, 0) + v
+        self.hist.merge(other.hist)
+        self.send_lag.merge(other.send_lag)
+        self.wall_s = max(self.wall_s, other.wall_s)
+        self.cpu_s += other.cpu_s
+        self.approved_taps.update(other.approved_taps)
+
+
+class SimTerminalConn:
+    """One simulated terminal: its connection, sequence numbers and unanswered taps."""
+
+    def __init__(self, t: SimTerminal, driver: TapDriver) -> None:
+        self.t = t
+        self.key = t.signing_key
+        self.driver = driver
+        self.conn: WsConnection | None = None
+        self.seq = 0
+        self.pending: dict[str, PendingTap] = {}
+        self.ready = False
+        self.reconnecting = False
+
+    async def open(self) -> None:
+        d = self.driver
+        conn = await connect(d.host, d.port, d.path, max_frame=wire.MAX_FRAME_BYTES * 16)
+        conn.send_text(wire.encode_hello(self.t.terminal_id))
+        challenge = wire.decode_gateway_message(await asyncio.wait_for(conn.recv(), 10))
+        if challenge["type"] != wire.CHALLENGE:
+            raise ConnectionError(f"{self.t.terminal_id}: expected challenge, got {challenge}")
+        sig = sign_proof(self.key, self.t.terminal_id, challenge["challenge"], challenge["key_id"])
+        conn.send_text(wire.encode_proof(self.t.terminal_id, challenge["challenge"], sig))
+        welcome = wire.decode_gateway_message(await asyncio.wait_for(conn.recv(), 10))
+        if welcome["type"] != wire.WELCOME:
+            raise ConnectionError(f"{self.t.terminal_id}: expected welcome, got {welcome}")
+        self.seq = max(self.seq, int(welcome["last_seq"]))
+        conn.on_message = self._on_message
+        conn.on_close = self._on_close
+        self.conn = conn
+        self.ready = True
+        for tap in list(self.pending.values()):
+            self._send(tap)
+
+    def tap(self, tap: PendingTap) -> None:
+        self.pending[tap.tap_id] = tap
+        if self.ready:
+            self._send(tap)
+
+    def _send(self, tap: PendingTap) -> None:
+        assert self.conn is not None
+        self.seq += 1
+        tap.attempts += 1
+        self.conn.send_text(wire.encode_tap(self.seq, tap.tap_id, tap.card, tap.op,
+                                            tap.terminal_time, tap.fields))
+
+    def _on_message(self, data: bytes) -> None:
+        d = self.driver
+        try:
+            msg = wire.decode_gateway_message(data)
+        except wire.ProtocolError:
+            d.count_code("undecodable")
+            return
+        mtype = msg["type"]
+        if mtype == wire.AUTH:
+            tap = self.pending.get(msg["tap_id"])
+            if tap is None or msg["terminal_id"] != self.t.terminal_id or msg["card"] != tap.card:
+                d.count_code("unexpected_auth")
+                return
+            if not verify_auth(d.gateway_keys, wire.auth_fields_from_message(msg), msg["sig"]):
+                d.result.signature_failures += 1
+                return
+            del self.pending[tap.tap_id]
+            d.decided(self, tap, msg)
+        elif mtype == wire.ERROR:
+            code = msg["code"]
+            d.count_code(code)
+            tap_id = msg.get("tap_id")
+            tap = self.pending.get(tap_id) if isinstance(tap_id, str) else None
+            if tap is not None and code in RETRYABLE and not d.stopping:
+                d.result.retries += 1
+                asyncio.get_running_loop().call_later(RETRY_DELAY_S, self._retry, tap)
+            elif tap is not None and code not in RETRYABLE:
+                del self.pending[tap.tap_id]
+                d.result.errors += 1
+
+    def _retry(self, tap: PendingTap) -> None:
+        if self.ready and tap.tap_id in self.pending:
+            self._send(tap)
+
+    def _on_close(self, code: int | None, reason: str) -> None:
+        self.ready = False
+        self.conn = None
+        if not self.driver.stopping and not self.reconnecting:
+            self.reconnecting = True
+            self.driver.spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.05
+        try:
+            for _ in range(MAX_RECONNECTS):
+                if self.driver.stopping:
+                    return
+                await asyncio.sleep(delay)
+                try:
+                    await self.open()
+                    self.driver.result.reconnects += 1
+                    return
+                except (OSError, ConnectionError, TimeoutError, wire.ProtocolError):
+                    delay = min(1.0, delay * 2)
+        finally:
+            self.reconnecting = False
+
+
+class TapDriver:
+    """Drives `terminals` at `rate` taps/s for `duration` s against the gateway at `url`."""
+
+    def __init__(self, url: str, terminals: list[SimTerminal], cards: list[str],
+                 gateway_keys: dict[str, str], *, rate: float, duration: float, seed: int,
+                 drain_s: float = 10.0, keep_approved: bool = False, tap_prefix: str = "") -> None:
+        u = urlparse(url)
+        self.host, self.port, self.path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
+        self.terminals = [SimTerminalConn(t, self) for t in terminals]
+        self.cards = cards
+        self.gateway_keys = {k: VerifyKey(bytes.fromhex(v)) for k, v in gateway_keys.items()}
+        self.rate, self.duration, self.drain_s = rate, duration, drain_s
+        self.rng = random.Random(seed)
+        self.keep_approved = keep_approved
+        self.tap_prefix = tap_prefix or f"s{seed}"
+        self.result = DriverResult()
+        self.stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def count_code(self, code: str) -> None:
+        self.result.error_codes[code] = self.result.error_codes.get(code, 0) + 1
+
+    def decided(self, term: SimTerminalConn, tap: PendingTap, msg: dict[str, Any]) -> None:
+        r = self.result
+        r.hist.record_s(asyncio.get_running_loop().time() - tap.intended)
+        if msg["result"] == wire.RESULT_APPROVED:
+            r.approved += 1
+            if self.keep_approved:
+                r.approved_taps[(term.t.terminal_id, tap.tap_id)] = (tap.card, msg["amount"])
+        else:
+            r.declined += 1
+            r.declines[msg["reason"]] = r.declines.get(msg["reason"], 0) + 1
+
+    async def connect_all(self) -> None:
+        sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def one(t: SimTerminalConn) -> None:
+            async with sem:
+                await t.open()
+
+        await asyncio.gather(*(one(t) for t in self.terminals))
+
+    def _make_tap(self, i: int, term: SimTerminalConn, intended: float) -> PendingTap:
+        rng = self.rng
+        card = self.cards[rng.randrange(len(self.cards))]
+        fields: dict[str, object] = {}
+        op = term.t.op
+        if op == "purchase":
+            fields["amount"] = rng.choice(PURCHASE_AMOUNTS)
+        elif op == "topup":
+            fields["amount"] = TOPUP_AMOUNT
+        return PendingTap(tap_id=f"{self.tap_prefix}-{i}", card=card, op=op, fields=fields,
+                          terminal_time=time.time_ns() // 1_000_000, intended=intended)
+
+    async def run(self) -> DriverResult:
+        loop = asyncio.get_running_loop()
+        await self.connect_all()
+        total = int(self.rate * self.duration)
+        n = len(self.terminals)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        t0 = loop.time() + 0.05
+        i = 0
+        while i < total:
+            now = loop.time()
+            due = t0 + i / self.rate
+            if due > now:
+                await asyncio.sleep(due - now)
+                now = loop.time()
+            # Send everything due by now: the arrival rate holds even when the loop runs late.
+            while i < total and t0 + i / self.rate <= now:
+                intended = t0 + i / self.rate
+                term = self.terminals[i % n]
+                self.result.send_lag.record_s(now - intended)
+                term.tap(self._make_tap(i, term, intended))
+                i += 1
+        self.result.taps_sent = total
+        send_wall = time.perf_counter() - wall0
+        send_cpu = time.process_time() - cpu0
+        deadline = loop.time() + self.drain_s
+        while loop.time() < deadline and any(t.pending for t in self.terminals):
+            await asyncio.sleep(0.01)
+        self.stopping = True
+        self.result.errors += sum(len(t.pending) for t in self.terminals)
+        self.result.wall_s = send_wall
+        self.result.cpu_s = send_cpu
+        for t in self.terminals:
+            if t.conn is not None:
+                t.conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        return self.result

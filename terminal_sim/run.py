@@ -1,0 +1,180 @@
+"""`citycard sim`: provision a seeded fleet, drive it open loop (in one or several processes),
+and summarise the run as the JSON result load testers compare between runs.
+
+Without `--url` it starts a gateway of its own (embedded Redis, its own keys) in a child
+process, so the gateway and the load client do not share a core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from gateway.admin import gateway_keys
+from gateway.redis_server import RedisServer, free_port
+from gateway.redis_store import RedisStore
+from terminal_sim.driver import DriverResult, TapDriver
+from terminal_sim.fleet import make_cards, make_fleet, provision
+
+#: A client process using more than this share of one core is taken to be the bottleneck.
+CLIENT_CPU_BOUND_SHARE = 0.9
+#: ... as is one whose sends ran this late at the 99th percentile (ms).
+CLIENT_SEND_LAG_P99_MS = 5.0
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    url: str
+    terminals: int
+    cards: int
+    rate: float
+    duration: float
+    seed: int
+    processes: int = 1
+    drain_s: float = 10.0
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _worker(spec: SimSpec, index: int, keys: dict[str, str]) -> DriverResult:
+    """One client process's share: every `processes`-th terminal, rate / processes."""
+    _install_uvloop()
+    fleet = make_fleet(spec.terminals, spec.seed)[index::spec.processes]
+    cards = make_cards(spec.cards, spec.seed)
+    driver = TapDriver(spec.url, fleet, cards, keys, rate=spec.rate / spec.processes,
+                       duration=spec.duration, seed=spec.seed * 1000 + index,
+                       drain_s=spec.drain_s, tap_prefix=f"s{spec.seed}w{index}")
+    return asyncio.run(driver.run())
+
+
+def drive(spec: SimSpec, keys: dict[str, str]) -> tuple[DriverResult, list[float]]:
+    """Run the load; returns the merged result and each process's CPU share while sending."""
+    if spec.processes == 1:
+        parts = [_worker(spec, 0, keys)]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(spec.processes) as pool:
+            parts = pool.starmap(_worker, [(spec, i, keys) for i in range(spec.processes)])
+    total = DriverResult()
+    for p in parts:
+        total.merge(p)
+    return total, [p.cpu_s / p.wall_s if p.wall_s else 0.0 for p in parts]
+
+
+def summarise(spec: SimSpec, r: DriverResult, cpu_shares: list[float]) -> dict[str, Any]:
+    decided = r.approved + r.declined
+    h = r.hist
+    lag_p99 = r.send_lag.p99_ms() if r.send_lag.count else 0.0
+    return {
+        "taps_sent": r.taps_sent,
+        "approved": r.approved,
+        "declined": r.declined,
+        "errors": r.errors,
+        "signature_failures": r.signature_failures,
+        "taps_per_s": round(decided / r.wall_s, 1) if r.wall_s else 0.0,
+        "p50_ms": h.p50_ms() if h.count else None,
+        "p99_ms": h.p99_ms() if h.count else None,
+        "p999_ms": h.p999_ms() if h.count else None,
+        "max_ms": h.max_ms() if h.count else None,
+        "rate_target": spec.rate,
+        "duration_s": spec.duration,
+        "terminals": spec.terminals,
+        "cards": spec.cards,
+        "seed": spec.seed,
+        "processes": spec.processes,
+        "retries": r.retries,
+        "reconnects": r.reconnects,
+        "error_codes": r.error_codes,
+        "declines": r.declines,
+        "client_cpu_share": [round(c, 3) for c in cpu_shares],
+        "client_send_lag_p99_ms": lag_p99,
+        "client_cpu_bound": any(c > CLIENT_CPU_BOUND_SHARE for c in cpu_shares)
+        or lag_p99 > CLIENT_SEND_LAG_P99_MS,
+    }
+
+
+async def provision_fleet(redis_url: str, terminals: int, cards: int, seed: int) -> None:
+    async with RedisStore.connect(redis_url) as store:
+        await provision(store, make_fleet(terminals, seed), make_cards(cards, seed))
+
+
+@contextmanager
+def gateway_process(data_dir: Path, *, redis_url: str | None = None,
+                    appendfsync: str = "everysec") -> Iterator[tuple[str, str]]:
+    """A `citycard serve` child process; yields (ws url, redis url)."""
+    port = free_port()
+    with contextlib_exit() as stack:
+        if redis_url is None:
+            redis = RedisServer(data_dir=data_dir / "redis", appendfsync=appendfsync).start()
+            stack.append(redis.stop)
+            redis_url = redis.url
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+             "--redis-url", redis_url, "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stack.append(lambda: _stop(proc))
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening" not in line:
+            raise RuntimeError(f"gateway did not start: {line}{proc.stdout.read()}")
+        yield f"ws://127.0.0.1:{port}/", redis_url
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextmanager
+def contextlib_exit() -> Iterator[list[Any]]:
+    callbacks: list[Any] = []
+    try:
+        yield callbacks
+    finally:
+        for cb in reversed(callbacks):
+            cb()
+
+
+def run_sim(spec: SimSpec, redis_url: str) -> dict[str, Any]:
+    anyio.run(provision_fleet, redis_url, spec.terminals, spec.cards, spec.seed)
+    keys = gateway_keys(redis_url)
+    if not keys:
+        raise RuntimeError("the gateway has published no signing key in Redis")
+    result, shares = drive(spec, keys)
+    return summarise(spec, result, shares)
+
+
+def run_sim_standalone(spec: SimSpec) -> dict[str, Any]:
+    """`citycard sim` without --url: a gateway of its own, in a child process."""
+    with tempfile.TemporaryDirectory(prefix="citycard-sim-") as tmp, \
+            gateway_process(Path(tmp)) as (url, redis_url):
+        time.sleep(0.1)
+        return run_sim(SimSpec(**{**spec.__dict__, "url": url}), redis_url)
+
+
+def env_redis_url() -> str | None:
+    return os.environ.get("REDIS_URL")
