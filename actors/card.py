@@ -177,8 +177,9 @@ class CardActor:
                 self.version = result.version
                 self._remember(key, record)
                 if self._deps.events is not None:
-                    self._deps.events.publish({**entry, "card": self.card,
-                                               "terminal": req.terminal_id, "tap": req.tap_id})
+                    self._deps.events.publish(
+                        {**entry, "card": self.card, "terminal": req.terminal_id, "tap": req.tap_id}
+                    )
                 return TapReply(frame=frame, duplicate=False, decision=outcome.decision)
             if result.status == "duplicate":
                 assert result.tap_record is not None

@@ -17,28 +17,39 @@ An :class:`ActorRegistry` holds *virtual actors*: one per key, activated on the 
   activated before the next message. More than ``max_restarts`` crashes within
   ``restart_window_s`` stops the actor: queued askers get :class:`ActorUnavailable`, the entry is
   removed, and a later ask activates it afresh. Cancellation is never a crash.
-* **Passivation** — one reaper task (waking every ``idle_timeout_s / 4``, at least every 10 ms)
-  passivates actors idle for ``idle_timeout_s``. When an activation would exceed ``max_resident``
-  the least recently used idle actor is passivated first; if none of the
-  ``_EVICTION_SCAN`` least recently used actors is idle, ``ask`` raises :class:`Overloaded`.
-  A message that arrives for an actor being passivated is never lost: if ``on_passivate`` has not
-  started yet the passivation is aborted, otherwise the message waits for it and then a fresh
-  instance is activated to handle it.
+* **Passivation** — one reaper task (waking every ``idle_timeout_s / 4``, at most every 10 ms)
+  passivates actors idle (nothing handled or queued) for ``idle_timeout_s`` — at the latest one
+  reaper interval later. When an activation would exceed ``max_resident`` the least recently
+  used idle actor is passivated first; if none of the 128 least recently used actors is idle,
+  ``ask`` raises :class:`Overloaded`. A message that arrives for an actor being passivated is
+  never lost: if ``on_passivate`` has not started yet the passivation is aborted, otherwise the
+  message waits for it and a fresh instance is then activated to handle it.
+* **Timeouts** — ``ask(..., timeout=)`` raises the builtin :class:`TimeoutError`. One timer task
+  serves all deadlines (a cancel scope per ask would cost more than the rest of ``ask``), so a
+  timeout fires up to 5 ms late. A timed-out message not yet started is skipped; one already
+  in ``handle`` completes and its reply is dropped.
 * **Shutdown** — leaving ``async with registry`` refuses new asks (:class:`RegistryClosed`), lets
-  every actor drain its mailbox, calls ``on_passivate`` on every resident actor (shielded from
-  outside cancellation, bounded by ``shutdown_timeout_s``), then cancels what is left; askers
-  whose message was never handled get :class:`RegistryClosed`.
+  every actor drain its mailbox and calls ``on_passivate`` on each, waiting at most
+  ``shutdown_timeout_s`` (shielded from an outer cancellation), then cancels what is left;
+  askers whose message was not handled get :class:`RegistryClosed`. If the enclosing scope is
+  cancelled, the actor tasks are cancelled too: handlers in progress are interrupted (no
+  ``on_passivate`` for those instances) and idle instances are still passivated, shielded.
 
-Time is read with :func:`anyio.current_time`, so trio's ``MockClock`` drives it in tests.
+Time comes from :func:`anyio.current_time` / :func:`anyio.sleep`, so trio's ``MockClock`` drives
+it in tests. Cost: one task per resident actor (about 6 KB each on asyncio, most of it anyio's
+and asyncio's task and event objects), two ``anyio.Event`` per ask.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
+from heapq import heappop, heappush
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -63,9 +74,12 @@ R_co = TypeVar("R_co", covariant=True)
 
 #: How many least-recently-used entries an activation looks at to find an idle victim when
 #: ``max_resident`` is reached (keeps an overloaded registry O(1) per ask).
-_EVICTION_SCAN = 128
+_EVICTION_SCAN = 128  # named in the module docstring
 #: The reaper never wakes more often than this (seconds).
 _MIN_REAP_INTERVAL_S = 0.01
+#: Ask timeouts fire up to this late: the timer task batches expiries instead of waking once
+#: per ask (and a cancel scope per ask would cost more than the rest of ``ask`` together).
+_TIMER_RESOLUTION_S = 0.005
 
 
 class ActorError(Exception):
@@ -114,9 +128,9 @@ class _Envelope(Generic[M, R]):
 
     __slots__ = ("abandoned", "done", "error", "msg", "result")
 
-    def __init__(self, msg: M) -> None:
+    def __init__(self, msg: M, done: anyio.Event) -> None:
         self.msg = msg
-        self.done = anyio.Event()
+        self.done = done
         self.result: R | None = None
         self.error: BaseException | None = None
         self.abandoned = False  # the asker stopped waiting; skip it if not started yet
@@ -143,7 +157,7 @@ class _Slot(Generic[K, M, R]):
         self.stop_requested = False  # passivate once the mailbox is empty
         self.passivating = False  # on_passivate is running
         self.counted = True  # counted against max_resident (False once asked to stop)
-        self.last_active = 0.0  # when the mailbox last drained
+        self.last_active = 0  # reaper tick at which the mailbox last drained
         self.crash_times: deque[float] | None = None
 
 
@@ -210,6 +224,13 @@ class ActorRegistry(Generic[K, M, R]):
         self._closed = True
         self._used = False
         self._drained: anyio.Event | None = None
+        # Ask deadlines: a heap of [deadline, seq, envelope or None once answered].
+        self._deadlines: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._timer_at = math.inf  # when the timer task next wakes by itself
+        self._timer_wake: anyio.Event | None = None
+        self._tick = 0  # reaper ticks so far: a clock that costs nothing to read per message
+        self._new_event: Callable[[], anyio.Event] = anyio.Event
 
         self._n_activations = 0
         self._n_activation_failures = 0
@@ -231,11 +252,15 @@ class ActorRegistry(Generic[K, M, R]):
         if self._used:
             raise RuntimeError(f"registry {self.name!r} cannot be entered twice")
         self._used = True
+        # The backend's concrete Event class: calling it skips anyio.Event's per-call backend
+        # lookup (measurable at two events per ask).
+        self._new_event = type(anyio.Event())
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         self._closed = False
         tg.start_soon(self._reaper, name=f"{self.name}:reaper")
+        tg.start_soon(self._timer, name=f"{self.name}:timer")
         return self
 
     async def __aexit__(
@@ -293,7 +318,11 @@ class ActorRegistry(Generic[K, M, R]):
 
     # A per-ask deadline is the API callers want (ruff would have them wrap in fail_after).
     async def ask(
-        self, key: K, msg: M, *, timeout: float | None = None  # noqa: ASYNC109
+        self,
+        key: K,
+        msg: M,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> R:
         """Send ``msg`` to the actor for ``key`` (activating it if needed) and await its reply.
 
@@ -301,10 +330,11 @@ class ActorRegistry(Generic[K, M, R]):
         (refused at once, not queued), :class:`ActorUnavailable`, :class:`RegistryClosed`, or
         the builtin :class:`TimeoutError` after ``timeout`` seconds.
 
-        If the asker times out or is cancelled, a message still waiting in the mailbox is
-        skipped; one whose ``handle`` already started runs to completion and its reply is
-        dropped. So after a ``TimeoutError`` the message *may or may not* have been (or still
-        be being) processed: callers need idempotent messages or must reconcile.
+        If the asker times out (up to 5 ms after ``timeout``) or is cancelled, a message still
+        waiting in the mailbox is skipped (it keeps its mailbox place until the actor reaches
+        it); one whose ``handle`` already started runs to completion and its reply is dropped.
+        So after a ``TimeoutError`` the message *may or may not* have been processed, or may
+        still be in progress: callers need idempotent messages (tap ids) or must reconcile.
         """
         if self._closed:
             raise RegistryClosed(f"registry {self.name!r} is not running")
@@ -325,27 +355,33 @@ class ActorRegistry(Generic[K, M, R]):
                 slot.counted = True
                 if not slot.passivating:
                     slot.stop_requested = False  # abort: on_passivate has not started
-        env: _Envelope[M, R] = _Envelope(msg)
+        env: _Envelope[M, R] = _Envelope(msg, self._new_event())
         slot.mailbox.append(env)
         wake = slot.wake
         if wake is not None:
             slot.wake = None
             wake.set()
-        try:
-            if timeout is None:
+        if timeout is None:
+            try:
                 await env.done.wait()
-            else:
-                with anyio.fail_after(timeout):
-                    await env.done.wait()
-        except TimeoutError:
-            if not env.done.is_set():
+            except BaseException:  # cancelled: skip the message if not started yet
                 env.abandoned = True
-                self._n_timeouts += 1
                 raise
-        except BaseException:
-            if not env.done.is_set():
+        else:
+            pending: list[Any] = [anyio.current_time() + timeout, next(self._seq), env]
+            heappush(self._deadlines, pending)
+            if pending[0] + _TIMER_RESOLUTION_S < self._timer_at:
+                wake = self._timer_wake
+                if wake is not None:
+                    self._timer_wake = None
+                    wake.set()
+            try:
+                await env.done.wait()  # the timer task fails env with TimeoutError
+            except BaseException:
                 env.abandoned = True
-            raise
+                raise
+            finally:
+                pending[2] = None  # keep the heap entry small until its deadline pops it
         error = env.error
         if error is not None:
             try:
@@ -370,9 +406,7 @@ class ActorRegistry(Generic[K, M, R]):
                     break
             if self._live >= self._max_resident:
                 self._n_overloaded += 1
-                raise Overloaded(
-                    f"{self.name}: {self._max_resident} actors resident and none idle"
-                )
+                raise Overloaded(f"{self.name}: {self._max_resident} actors resident and none idle")
         self._live += 1
 
     def _request_stop(self, slot: _Slot[K, M, R]) -> None:
@@ -413,49 +447,66 @@ class ActorRegistry(Generic[K, M, R]):
             times.popleft()
         return len(times) > self._max_restarts
 
+    async def _passivate(self, actor: Actor[M, R], key: K) -> None:
+        try:
+            await actor.on_passivate()
+        except Exception:
+            self._n_passivation_failures += 1
+            _log.exception("%s: on_passivate of %r failed", self.name, key)
+        self._n_passivations += 1
+
     async def _run(self, slot: _Slot[K, M, R]) -> None:
         """The actor's task: activation, messages, restarts, passivation."""
         mailbox = slot.mailbox
-        actor: Actor[M, R] | None = None
-        env: _Envelope[M, R] | None = None
+        actor: Actor[M, R] | None = None  # only ever an activated instance
+        env: _Envelope[M, R] | None = None  # the message being activated for or handled
         try:
             while True:
                 if mailbox:
                     env = mailbox.popleft()
                     if env.abandoned:
                         self._n_abandoned += 1
+                        env = None
                         continue
                     if actor is None:
                         try:
-                            actor = self._factory(slot.key)
-                            await actor.on_activate()
+                            fresh = self._factory(slot.key)
+                            await fresh.on_activate()
                         except Exception as exc:
                             self._n_activation_failures += 1
-                            _log.warning("%s: activation of %r failed", self.name, slot.key,
-                                         exc_info=True)
+                            _log.warning(
+                                "%s: activation of %r failed", self.name, slot.key, exc_info=True
+                            )
                             self._remove(slot)
                             text = f"{self.name}: activation of {slot.key!r} failed"
                             self._fail(env, _unavailable(text, exc))
                             while mailbox:
                                 self._fail(mailbox.popleft(), _unavailable(text, exc))
                             return
+                        actor = fresh
                         self._n_activations += 1
-                        if env.abandoned:  # gave up while we were activating
+                        if env.abandoned:  # the asker gave up while we were activating
                             self._n_abandoned += 1
+                            env = None
                             continue
                     self._n_messages += 1
                     try:
                         result = await actor.handle(env.msg)
                     except Exception as exc:
                         self._n_crashes += 1
-                        actor = None  # no on_passivate: state may be corrupt
+                        actor = None  # dropped without on_passivate: its state may be corrupt
                         self._fail(env, exc)
                         env = None
                         if self._crashed_too_often(slot):
                             self._n_stops += 1
-                            _log.error("%s: %r crashed more than %d times in %.0f s; stopped",
-                                       self.name, slot.key, self._max_restarts,
-                                       self._restart_window_s, exc_info=exc)
+                            _log.error(
+                                "%s: %r crashed more than %d times in %.0f s; stopped",
+                                self.name,
+                                slot.key,
+                                self._max_restarts,
+                                self._restart_window_s,
+                                exc_info=exc,
+                            )
                             self._remove(slot)
                             text = f"{self.name}: {slot.key!r} stopped after repeated crashes"
                             while mailbox:
@@ -463,23 +514,16 @@ class ActorRegistry(Generic[K, M, R]):
                             return
                         self._n_restarts += 1  # lazily: a fresh instance for the next message
                         continue
-                    else:
-                        env.result = result
-                        env.done.set()
+                    env.result = result
+                    env.done.set()
                     env = None
                     continue
 
                 if slot.stop_requested:
                     if actor is not None:
+                        idle, actor = actor, None
                         slot.passivating = True
-                        try:
-                            await actor.on_passivate()
-                        except Exception:
-                            self._n_passivation_failures += 1
-                            _log.exception("%s: on_passivate of %r failed", self.name,
-                                           slot.key)
-                        self._n_passivations += 1
-                        actor = None
+                        await self._passivate(idle, slot.key)
                         slot.passivating = False
                     if mailbox:  # a message arrived during on_passivate: start afresh
                         slot.stop_requested = False
@@ -487,23 +531,59 @@ class ActorRegistry(Generic[K, M, R]):
                     self._remove(slot)
                     return
 
-                slot.last_active = anyio.current_time()
-                wake = slot.wake = anyio.Event()
+                slot.last_active = self._tick
+                wake = slot.wake = self._new_event()
                 await wake.wait()
+        except anyio.get_cancelled_exc_class():
+            # Shutdown under an outer cancellation: still passivate an idle instance (one
+            # cancelled inside on_activate / handle / on_passivate is dropped as is).
+            if actor is not None and env is None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self._shutdown_timeout_s):
+                    await self._passivate(actor, slot.key)
+            raise
         finally:
-            # Only reached with work left on cancellation (shutdown) or an unexpected error.
+            # Work is only left here on cancellation (shutdown) or an unexpected error.
             self._remove(slot)
             if env is not None:
                 self._fail(env, RegistryClosed(f"registry {self.name!r} shut down"))
             while mailbox:
                 self._fail(mailbox.popleft(), RegistryClosed(f"registry {self.name!r} shut down"))
 
+    async def _timer(self) -> None:
+        """Fail asks whose deadline passed with TimeoutError (one task for the whole registry)."""
+        heap = self._deadlines
+        while True:
+            now = anyio.current_time()
+            while heap and heap[0][0] <= now:
+                env: _Envelope[M, R] | None = heappop(heap)[2]
+                if env is not None and not env.done.is_set():
+                    env.abandoned = True
+                    env.error = TimeoutError(f"{self.name}: no reply before the ask's timeout")
+                    env.done.set()
+                    self._n_timeouts += 1
+            wake = self._timer_wake = self._new_event()
+            if heap:
+                self._timer_at = max(heap[0][0], now + _TIMER_RESOLUTION_S)
+                with anyio.move_on_after(self._timer_at - now):
+                    await wake.wait()
+            else:
+                self._timer_at = math.inf
+                await wake.wait()
+
     async def _reaper(self) -> None:
-        """Passivate actors idle for ``idle_timeout_s`` (one task for the whole registry)."""
+        """Passivate actors idle for ``idle_timeout_s`` (one task for the whole registry).
+
+        Idleness is measured in reaper ticks (at least ``interval`` apart), so an actor is
+        passivated between ``idle_timeout_s`` and ``idle_timeout_s + interval`` after its mailbox
+        drained, later only if the loop is late.
+        """
         interval = max(self._idle_timeout_s / 4, _MIN_REAP_INTERVAL_S)
+        # Drained during tick e, idle >= (k - e - 1) * interval at tick k.
+        idle_ticks = math.ceil(self._idle_timeout_s / interval) + 1
         while True:
             await anyio.sleep(interval)
-            horizon = anyio.current_time() - self._idle_timeout_s
+            self._tick += 1
+            horizon = self._tick - idle_ticks
             idle: list[_Slot[K, M, R]] = []
             # Least recently asked first; stop at the first idle actor that is still fresh
             # (the order is by last ask, so this is approximate by at most one handler's run).

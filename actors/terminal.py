@@ -9,6 +9,7 @@ kind, operator and network, and asks the card actor for the decision. It never t
 from __future__ import annotations
 
 import enum
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from actors.runtime import ActorRegistry, ActorUnavailable, MailboxFull, Overloa
 from gateway import protocol as wire
 from gateway.store import StoreUnavailable, TerminalProgress, TerminalRecord
 from policies import Command, Decision, FareTap, Purchase, TopUp, reasons
+
+log = logging.getLogger(__name__)
 
 #: Tap ids remembered per terminal to refuse one reused for different content (matches the store's
 #: persisted list, so the window survives a reconnect).
@@ -64,8 +67,9 @@ class Authorizer(Protocol):
     @property
     def key_id(self) -> str: ...
 
-    def verify_proof(self, public_key_hex: str, terminal_id: str, challenge_hex: str,
-                     sig_hex: str) -> bool: ...
+    def verify_proof(
+        self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
+    ) -> bool: ...
 
     def signed_decline(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes: ...
 
@@ -96,8 +100,15 @@ class TerminalSession:
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.stats = {"taps": 0, "errors": 0}
 
-    async def _error(self, code: str, message: str, *, fatal: bool = False,
-                     seq: int | None = None, tap_id: str | None = None) -> bool:
+    async def _error(
+        self,
+        code: str,
+        message: str,
+        *,
+        fatal: bool = False,
+        seq: int | None = None,
+        tap_id: str | None = None,
+    ) -> bool:
         self.stats["errors"] += 1
         fatal = fatal or wire.is_fatal(code, authenticated=self.phase is Phase.READY)
         await self._send(wire.encode_error(code, message, fatal=fatal, seq=seq, tap_id=tap_id))
@@ -124,44 +135,59 @@ class TerminalSession:
 
     async def _on_hello(self, msg: wire.Hello) -> bool:
         if self.phase is not Phase.AWAIT_HELLO:
-            return await self._error("unexpected_message", f"hello not expected in {self.phase.value}")
+            return await self._error(
+                "unexpected_message", f"hello not expected in {self.phase.value}"
+            )
         rec = await self._deps.store.get_terminal(msg.terminal_id)
         if rec is None:
-            return await self._error("unknown_terminal", f"terminal {msg.terminal_id} is not registered",
-                                     fatal=True)
+            return await self._error(
+                "unknown_terminal", f"terminal {msg.terminal_id} is not registered", fatal=True
+            )
         if rec.status != "active":
-            return await self._error("terminal_revoked", f"terminal {msg.terminal_id} is revoked",
-                                     fatal=True)
+            return await self._error(
+                "terminal_revoked", f"terminal {msg.terminal_id} is revoked", fatal=True
+            )
         self.terminal = rec
         self._challenge_hex = self._deps.new_challenge().hex()
         self.phase = Phase.AWAIT_PROOF
-        await self._send(wire.encode_challenge(self._challenge_hex, self._deps.auth.key_id,
-                                               self._deps.now_ms()))
+        await self._send(
+            wire.encode_challenge(self._challenge_hex, self._deps.auth.key_id, self._deps.now_ms())
+        )
         return True
 
     async def _on_proof(self, msg: wire.Proof) -> bool:
         if self.phase is not Phase.AWAIT_PROOF or self.terminal is None:
-            return await self._error("unexpected_message", f"proof not expected in {self.phase.value}")
+            return await self._error(
+                "unexpected_message", f"proof not expected in {self.phase.value}"
+            )
         term = self.terminal
         if msg.terminal_id != term.terminal_id or msg.challenge != self._challenge_hex:
-            return await self._error("bad_proof", "proof is not for the challenge of this connection",
-                                     fatal=True)
-        if not self._deps.auth.verify_proof(term.public_key_hex, term.terminal_id,
-                                            self._challenge_hex, msg.sig):
+            return await self._error(
+                "bad_proof", "proof is not for the challenge of this connection", fatal=True
+            )
+        if not self._deps.auth.verify_proof(
+            term.public_key_hex, term.terminal_id, self._challenge_hex, msg.sig
+        ):
             return await self._error("bad_proof", "signature does not verify", fatal=True)
         # A challenge answers once: a second proof on this connection is unexpected.
         self._challenge_hex = ""
         if not self._deps.connections.claim(term.terminal_id, self):
-            return await self._error("already_connected",
-                                     f"terminal {term.terminal_id} is connected elsewhere", fatal=True)
+            return await self._error(
+                "already_connected",
+                f"terminal {term.terminal_id} is connected elsewhere",
+                fatal=True,
+            )
         self._claimed_id = term.terminal_id
         progress = await self._deps.store.terminal_progress(term.terminal_id)
         self.last_seq = progress.last_seq
         for tap_id, card, tap_hash in reversed(progress.recent):
             self._note_tap(tap_id, card, tap_hash)
         self.phase = Phase.READY
-        await self._send(wire.encode_welcome(term.terminal_id, self.last_seq, self._deps.auth.key_id,
-                                             self._deps.heartbeat_s))
+        await self._send(
+            wire.encode_welcome(
+                term.terminal_id, self.last_seq, self._deps.auth.key_id, self._deps.heartbeat_s
+            )
+        )
         return True
 
     def _note_tap(self, tap_id: str, card: str, tap_hash: str) -> None:
@@ -172,38 +198,83 @@ class TerminalSession:
 
     async def _on_tap(self, tap: wire.Tap) -> bool:
         if self.phase is not Phase.READY or self.terminal is None:
-            return await self._error("not_authenticated", "tap before authentication",
-                                     seq=tap.seq, tap_id=tap.tap_id)
+            return await self._error(
+                "not_authenticated", "tap before authentication", seq=tap.seq, tap_id=tap.tap_id
+            )
         tap_hash = wire.tap_content_hash(tap)
         seen = self._recent.get(tap.tap_id)
         if seen is not None and seen != (tap.card, tap_hash):
-            return await self._error("tap_id_reused", "tap id already used for a different tap",
-                                     seq=tap.seq, tap_id=tap.tap_id)
+            return await self._error(
+                "tap_id_reused",
+                "tap id already used for a different tap",
+                seq=tap.seq,
+                tap_id=tap.tap_id,
+            )
         if tap.seq <= self.last_seq and seen is None:
-            return await self._error("seq_out_of_order",
-                                     f"seq {tap.seq} is not after {self.last_seq}",
-                                     seq=tap.seq, tap_id=tap.tap_id)
+            return await self._error(
+                "seq_out_of_order",
+                f"seq {tap.seq} is not after {self.last_seq}",
+                seq=tap.seq,
+                tap_id=tap.tap_id,
+            )
         self.last_seq = max(self.last_seq, tap.seq)
         self._note_tap(tap.tap_id, tap.card, tap_hash)
         self.stats["taps"] += 1
         term = self.terminal
-        req = TapRequest(terminal_id=term.terminal_id, operator=term.operator, seq=tap.seq,
-                         tap_id=tap.tap_id, card=tap.card, tap_hash=tap_hash,
-                         command=_command_for(term, tap), now_ms=self._deps.now_ms())
-        if isinstance(req.command, Decision):
-            await self._send(self._deps.auth.signed_decline(req, req.command, req.now_ms))
+        command = _command_for(term, tap)
+        now = self._deps.now_ms()
+        if isinstance(command, Decision):
+            req = TapRequest(
+                terminal_id=term.terminal_id,
+                operator=term.operator,
+                seq=tap.seq,
+                tap_id=tap.tap_id,
+                card=tap.card,
+                tap_hash=tap_hash,
+                command=_NO_COMMAND,
+                now_ms=now,
+            )
+            await self._send(self._deps.auth.signed_decline(req, command, now))
             return True
+        req = TapRequest(
+            terminal_id=term.terminal_id,
+            operator=term.operator,
+            seq=tap.seq,
+            tap_id=tap.tap_id,
+            card=tap.card,
+            tap_hash=tap_hash,
+            command=command,
+            now_ms=now,
+        )
         try:
             reply = await self._deps.cards.ask(tap.card, req, timeout=TAP_TIMEOUT_S)
         except (MailboxFull, Overloaded, TimeoutError):
-            return await self._error("busy", "card is busy; retry with the same tap id",
-                                     seq=tap.seq, tap_id=tap.tap_id)
+            return await self._error(
+                "busy", "card is busy; retry with the same tap id", seq=tap.seq, tap_id=tap.tap_id
+            )
         except (StoreUnavailable, ActorUnavailable):
-            return await self._error("unavailable", "storage unavailable; nothing was charged",
-                                     seq=tap.seq, tap_id=tap.tap_id)
+            return await self._error(
+                "unavailable",
+                "storage unavailable; retry with the same tap id (never charged twice)",
+                seq=tap.seq,
+                tap_id=tap.tap_id,
+            )
+        except Exception:
+            # A bug or a refused write for this one tap: the terminal retries, others go on.
+            log.exception("tap %s/%s failed", tap.tap_id, tap.card)
+            return await self._error(
+                "internal",
+                "tap could not be decided; retry the same tap id",
+                seq=tap.seq,
+                tap_id=tap.tap_id,
+            )
         if reply.reused:
-            return await self._error("tap_id_reused", "tap id already used for a different tap",
-                                     seq=tap.seq, tap_id=tap.tap_id)
+            return await self._error(
+                "tap_id_reused",
+                "tap id already used for a different tap",
+                seq=tap.seq,
+                tap_id=tap.tap_id,
+            )
         await self._send(reply.frame)
         return True
 
@@ -214,22 +285,40 @@ class TerminalSession:
             self._claimed_id = None
 
 
+#: Placeholder command of a request that is declined before it reaches a card.
+_NO_COMMAND = TopUp(terminal_id="", operator="", amount=0)
+
+
 def _command_for(term: TerminalRecord, tap: wire.Tap) -> Command | Decision:
     """The pure-core command for a tap, or a decline when this kind of terminal may not do it."""
     f = tap.fields
     if tap.op in KIND_OPS.get(term.kind, frozenset()):
         if tap.op == "fare":
             network = f.get("network") or term.network
-            return FareTap(terminal_id=term.terminal_id, operator=term.operator,
-                           network=str(network), gate=term.terminal_id)
+            return FareTap(
+                terminal_id=term.terminal_id,
+                operator=term.operator,
+                network=str(network),
+                gate=term.terminal_id,
+            )
         amount = f.get("amount")
         if isinstance(amount, int):
             if tap.op == "purchase":
                 merchant = f.get("merchant") or term.operator
-                return Purchase(terminal_id=term.terminal_id, operator=term.operator,
-                                amount=amount, merchant=str(merchant))
+                return Purchase(
+                    terminal_id=term.terminal_id,
+                    operator=term.operator,
+                    amount=amount,
+                    merchant=str(merchant),
+                )
             if tap.op == "topup":
                 return TopUp(terminal_id=term.terminal_id, operator=term.operator, amount=amount)
-    return Decision(approved=False, reason=reasons.UNSUPPORTED_OPERATION, amount=0, balance=0,
-                    product=tap.op, tariff_version="",
-                    explain=({"rule": "terminal_kind", "kind": term.kind, "op": tap.op},))
+    return Decision(
+        approved=False,
+        reason=reasons.UNSUPPORTED_OPERATION,
+        amount=0,
+        balance=0,
+        product=tap.op,
+        tariff_version="",
+        explain=({"rule": "terminal_kind", "kind": term.kind, "op": tap.op},),
+    )

@@ -4,6 +4,7 @@ list of gateway public keys that terminals trust. Used by the CLI, the demo and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import anyio
@@ -37,16 +38,33 @@ def gateway_keys(redis_url: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def enroll_terminal(store: Store, terminal_id: str, public_key_hex: str, *, kind: str,
-                          operator: str, network: str = "", location: str = "") -> None:
-    await store.put_terminal(TerminalRecord(terminal_id=terminal_id, public_key_hex=public_key_hex,
-                                            kind=kind, operator=operator, network=network,
-                                            location=location, status="active"))
+async def enroll_terminal(
+    store: Store,
+    terminal_id: str,
+    public_key_hex: str,
+    *,
+    kind: str,
+    operator: str,
+    network: str = "",
+    location: str = "",
+) -> None:
+    await store.put_terminal(
+        TerminalRecord(
+            terminal_id=terminal_id,
+            public_key_hex=public_key_hex,
+            kind=kind,
+            operator=operator,
+            network=network,
+            location=location,
+            status="active",
+        )
+    )
 
 
 async def issue_card(store: Store, card: str, *, balance: int, category: str = "adult") -> None:
-    state = CardState(card_id=card, balance=balance, status="active", category=category,
-                      recent_taps=())
+    state = CardState(
+        card_id=card, balance=balance, status="active", category=category, recent_taps=()
+    )
     await store.put_card(card, orjson.dumps(state.to_dict()))
 
 
@@ -64,7 +82,7 @@ def keys_command(args: argparse.Namespace) -> int:
                 rec = await store.get_terminal(args.terminal_id)
                 if rec is None:
                     raise SystemExit(f"unknown terminal {args.terminal_id}")
-                await store.put_terminal(TerminalRecord(**{**_fields(rec), "status": "revoked"}))
+                await store.put_terminal(dataclasses.replace(rec, status="revoked"))
                 print(f"revoked {args.terminal_id}")
                 return
             if cmd == "new-terminal":
@@ -75,17 +93,19 @@ def keys_command(args: argparse.Namespace) -> int:
                 if not args.public_key:
                     raise SystemExit("register needs --public-key HEX")
                 pub = args.public_key
-            await enroll_terminal(store, args.terminal_id, pub, kind=args.kind,
-                                  operator=args.operator, network=args.network,
-                                  location=args.location)
+            await enroll_terminal(
+                store,
+                args.terminal_id,
+                pub,
+                kind=args.kind,
+                operator=args.operator,
+                network=args.network,
+                location=args.location,
+            )
             print(f"registered {args.terminal_id} ({args.kind}, {args.operator})")
 
     anyio.run(run)
     return 0
-
-
-def _fields(rec: TerminalRecord) -> dict[str, str]:
-    return {f: getattr(rec, f) for f in TerminalRecord.__slots__}
 
 
 def cards_command(args: argparse.Namespace) -> int:

@@ -27,8 +27,9 @@ class GatewayAuthority:
     def key_id(self) -> str:
         return self._signer.key_id
 
-    def verify_proof(self, public_key_hex: str, terminal_id: str, challenge_hex: str,
-                     sig_hex: str) -> bool:
+    def verify_proof(
+        self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
+    ) -> bool:
         key = self._keys.get(public_key_hex)
         if key is None:
             try:
@@ -42,13 +43,23 @@ class GatewayAuthority:
 
     def auth_frame(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes:
         fields = wire.AuthFields(
-            key_id=self._signer.key_id, terminal_id=req.terminal_id, seq=req.seq,
-            tap_id=req.tap_id, card=req.card,
+            key_id=self._signer.key_id,
+            terminal_id=req.terminal_id,
+            seq=req.seq,
+            tap_id=req.tap_id,
+            card=req.card,
             result=wire.RESULT_APPROVED if decision.approved else wire.RESULT_DECLINED,
-            reason=decision.reason, amount=decision.amount, balance=decision.balance,
-            currency=self._currency(), gateway_time=gateway_time)
-        detail = {"product": decision.product, "tariff_version": decision.tariff_version,
-                  "explain": decision.explain}
+            reason=decision.reason,
+            amount=decision.amount,
+            balance=decision.balance,
+            currency=self._currency(),
+            gateway_time=gateway_time,
+        )
+        detail = {
+            "product": decision.product,
+            "tariff_version": decision.tariff_version,
+            "explain": decision.explain,
+        }
         return wire.encode_auth(fields, self._signer.sign_auth(fields), detail)
 
     signed_decline = auth_frame

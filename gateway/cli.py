@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -23,28 +24,42 @@ def _run(coro_fn: object, *args: object) -> None:
         options: dict[str, object] = {"use_uvloop": True}
     except ImportError:  # pragma: no cover
         options = {}
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(coro_fn, *args, backend="asyncio", backend_options=options)  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        pass
 
 
 def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
-                   help="Redis to use (default $REDIS_URL; unset: start an embedded Redis)")
-    p.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                   help="where the embedded Redis and the keys live (default ./var)")
-    p.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="everysec",
-                   help="durability of the embedded Redis (default everysec)")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="Redis to use (default $REDIS_URL; unset: start an embedded Redis)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="where the embedded Redis and the keys live (default ./var)",
+    )
+    p.add_argument(
+        "--appendfsync",
+        choices=("always", "everysec", "no"),
+        default="everysec",
+        help="durability of the embedded Redis (default everysec)",
+    )
     p.add_argument("--tariff", type=Path, default=None, help="tariff JSON file")
 
 
 def _config(args: argparse.Namespace) -> GatewayConfig:
-    return GatewayConfig(host=args.host, port=args.port, redis_url=args.redis_url,
-                         data_dir=args.data_dir, appendfsync=args.appendfsync,
-                         tariff_path=args.tariff)
+    return GatewayConfig(
+        host=args.host,
+        port=args.port,
+        redis_url=args.redis_url,
+        data_dir=args.data_dir,
+        appendfsync=args.appendfsync,
+        tariff_path=args.tariff,
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -102,11 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sim", help="drive simulated terminals against a gateway, open loop")
-    p.add_argument("--url", default=None,
-                   help="gateway websocket URL (default: start a gateway of its own)")
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
-                   help="the gateway's Redis, to enroll terminals and issue cards "
-                        "(needed with --url; default $REDIS_URL)")
+    p.add_argument(
+        "--url", default=None, help="gateway websocket URL (default: start a gateway of its own)"
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="the gateway's Redis, to enroll terminals and issue cards "
+        "(needed with --url; default $REDIS_URL)",
+    )
     p.add_argument("--terminals", type=int, default=100)
     p.add_argument("--cards", type=int, default=1000)
     p.add_argument("--rate", type=float, default=500.0, help="taps per second (open loop)")
@@ -132,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--data-dir", type=Path, default=default_data_dir())
     k = ksub.add_parser("show", help="print the gateway key id and public key")
     k.add_argument("--data-dir", type=Path, default=default_data_dir())
-    k = ksub.add_parser("new-terminal", help="make a terminal key pair (prints the seed: keep it "
-                                             "on the terminal) and register it")
+    k = ksub.add_parser(
+        "new-terminal",
+        help="make a terminal key pair (prints the seed: keep it on the terminal) and register it",
+    )
     k.add_argument("terminal_id")
     k = ksub.add_parser("register", help="register a terminal's public key")
     k.add_argument("terminal_id")
@@ -146,8 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     k = ksub.add_parser("revoke", help="revoke a terminal")
     k.add_argument("terminal_id")
     for name in ("new-terminal", "register", "revoke"):
-        ksub.choices[name].add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
-                                        required=os.environ.get("REDIS_URL") is None)
+        ksub.choices[name].add_argument(
+            "--redis-url",
+            default=os.environ.get("REDIS_URL"),
+            required=os.environ.get("REDIS_URL") is None,
+        )
     p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("cards", help="issue and inspect cards")
@@ -161,8 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("block", help="block a card")
     c.add_argument("card")
     for c in csub.choices.values():
-        c.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
-                       required=os.environ.get("REDIS_URL") is None)
+        c.add_argument(
+            "--redis-url",
+            default=os.environ.get("REDIS_URL"),
+            required=os.environ.get("REDIS_URL") is None,
+        )
     p.set_defaults(func=cmd_cards)
     return parser
 

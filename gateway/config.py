@@ -36,7 +36,9 @@ class GatewayConfig:
     #: Frames buffered per connection before the gateway stops reading from that terminal.
     max_ws_queue: int = 32
     card_mailbox: int = 32
-    max_resident_cards: int = 200_000
-    card_idle_s: float = 300.0
+    #: Resident card actors (about 6 KB each when idle); the least recently used idle one is
+    #: passivated to make room.
+    max_resident_cards: int = 50_000
+    card_idle_s: float = 120.0
     #: Print one line per second of tap counts to stdout.
     verbose: bool = False

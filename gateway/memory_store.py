@@ -27,6 +27,7 @@ from gateway.store import (
     StoreUnavailable,
     TerminalProgress,
     TerminalRecord,
+    check_journal_count,
     journal_id,
     parse_journal_id,
     shard_of,
@@ -151,6 +152,7 @@ class MemoryStore:
         self, *, count: int, after: str | None = None
     ) -> list[tuple[str, dict[str, str]]]:
         await self._enter()
+        check_journal_count(count)
         if count <= 0:
             return []
         cursor = (-1, -1, -1) if after is None else parse_journal_id(after)

@@ -112,7 +112,11 @@ ERROR_CODES: Final[dict[str, str]] = {
     ),
     TAP_ID_REUSED: "the tap id was already used for a tap with different content",
     BUSY: "the gateway is overloaded; nothing was charged; retry later with the same tap id",
-    UNAVAILABLE: "storage is unavailable; nothing was charged; retry with the same tap id",
+    UNAVAILABLE: (
+        "storage did not confirm the decision in time; the terminal must not treat the tap as "
+        "approved and retries with the same tap id, which returns the original decision if there "
+        "was one (never a second charge)"
+    ),
     INTERNAL: "unexpected gateway failure; retry with the same tap id",
 }
 """Every error code with its meaning (rendered into docs/protocol.md)."""

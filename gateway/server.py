@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -22,7 +23,6 @@ from websockets.exceptions import ConnectionClosed
 from actors.card import CardActor, CardDeps, TapReply, TapRequest
 from actors.runtime import ActorRegistry
 from actors.terminal import SessionDeps, TerminalSession
-from gateway import protocol as wire
 from gateway.admin import publish_gateway_key
 from gateway.authority import GatewayAuthority
 from gateway.config import GatewayConfig
@@ -31,6 +31,7 @@ from gateway.redis_server import RedisServer
 from gateway.redis_store import RedisStore
 from gateway.signing import GatewaySigner, load_or_create_signing_key
 from policies import Tariff, default_tariff
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -136,8 +137,9 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
     async with AsyncExitStack() as stack:
         redis_url = config.redis_url
         if redis_url is None:
-            embedded = RedisServer(data_dir=config.data_dir / "redis",
-                                   appendfsync=config.appendfsync)
+            embedded = RedisServer(
+                data_dir=config.data_dir / "redis", appendfsync=config.appendfsync
+            )
             await anyio.to_thread.run_sync(embedded.start)
             stack.callback(embedded.stop)
             redis_url = embedded.url
@@ -146,26 +148,37 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
         tariff = TariffHolder(load_tariff(config.tariff_path))
         authority = GatewayAuthority(signer, lambda: tariff.current.currency)
         store = await stack.enter_async_context(RedisStore.connect(redis_url))
-        await anyio.to_thread.run_sync(publish_gateway_key, redis_url, signer.key_id,
-                                       signer.public_key_hex)
+        await anyio.to_thread.run_sync(
+            publish_gateway_key, redis_url, signer.key_id, signer.public_key_hex
+        )
         events = EventBus()
-        card_deps = CardDeps(store=store, tariff=tariff.get, sign=authority.auth_frame,
-                             events=events)
+        card_deps = CardDeps(
+            store=store, tariff=tariff.get, sign=authority.auth_frame, events=events
+        )
         cards: ActorRegistry[str, TapRequest, TapReply] = ActorRegistry(
-            lambda card: CardActor(card, card_deps), name="cards",
-            mailbox_size=config.card_mailbox, max_resident=config.max_resident_cards,
-            idle_timeout_s=config.card_idle_s)
+            lambda card: CardActor(card, card_deps),
+            name="cards",
+            mailbox_size=config.card_mailbox,
+            max_resident=config.max_resident_cards,
+            idle_timeout_s=config.card_idle_s,
+        )
         await stack.enter_async_context(cards)
         connections = Connections(stale_after_ms=config.heartbeat_s * config.idle_heartbeats * 1000)
-        deps = SessionDeps(store=store, cards=cards, auth=authority, connections=connections,
-                           now_ms=now_ms, new_challenge=lambda: os.urandom(32),
-                           heartbeat_s=config.heartbeat_s)
+        deps = SessionDeps(
+            store=store,
+            cards=cards,
+            auth=authority,
+            connections=connections,
+            now_ms=now_ms,
+            new_challenge=lambda: os.urandom(32),
+            heartbeat_s=config.heartbeat_s,
+        )
 
         async def handler(ws: ServerConnection) -> None:
             if len(connections) >= config.max_connections:
                 await ws.close(1013, "gateway full")
                 return
-            session = TerminalSession(deps, ws.send)
+            session = TerminalSession(deps, partial(ws.send, text=True))
             connections.attach(session, ws)
             try:
                 async for data in ws:
@@ -178,12 +191,28 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
                 session.close()
                 connections.detach(session)
 
-        server = await stack.enter_async_context(serve(
-            handler, config.host, config.port, compression=None, ping_interval=None,
-            max_size=config.max_ws_message, max_queue=config.max_ws_queue))
-        gw = Gateway(config=config, server=server, store=store, cards=cards,
-                     authority=authority, events=events, tariff=tariff, redis_url=redis_url,
-                     connections=connections)
+        server = await stack.enter_async_context(
+            serve(
+                handler,
+                config.host,
+                config.port,
+                compression=None,
+                ping_interval=None,
+                max_size=config.max_ws_message,
+                max_queue=config.max_ws_queue,
+            )
+        )
+        gw = Gateway(
+            config=config,
+            server=server,
+            store=store,
+            cards=cards,
+            authority=authority,
+            events=events,
+            tariff=tariff,
+            redis_url=redis_url,
+            connections=connections,
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(_reap_idle, gw)
             try:
@@ -203,6 +232,9 @@ async def _reap_idle(gw: Gateway) -> None:
 
 async def serve_forever(config: GatewayConfig) -> None:
     async with open_gateway(config) as gw:
-        print(f"citycard gateway listening on {gw.url} (redis {gw.redis_url}, "
-              f"key {gw.authority.key_id})", flush=True)
+        print(
+            f"citycard gateway listening on {gw.url} (redis {gw.redis_url}, "
+            f"key {gw.authority.key_id})",
+            flush=True,
+        )
         await anyio.sleep_forever()

@@ -56,15 +56,14 @@ class GatewaySigner:
         # objects SigningKey.sign builds for every call.
         self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(signing_key))[1]
 
-    def sign(self, message: bytes) -> str:
-        """Hex Ed25519 signature of `message`."""
+    def _sign(self, message: bytes) -> str:
         return nacl.bindings.crypto_sign(message, self._secret)[:SIGNATURE_BYTES].hex()
 
     def sign_auth(self, fields: AuthFields) -> str:
         """Hex signature of an authorisation; `fields.key_id` must be this signer's key id."""
         if fields.key_id != self.key_id:
             raise ValueError(f"auth names key {fields.key_id!r}, signer holds {self.key_id!r}")
-        return self.sign(auth_bytes(fields))
+        return self._sign(auth_bytes(fields))
 
 
 def _verify(verify_key: nacl.signing.VerifyKey, message: bytes, sig_hex: str) -> bool:

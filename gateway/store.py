@@ -24,6 +24,10 @@ TAP_RECORD_TTL_S = 35 * 24 * 3600
 JOURNAL_MAXLEN_PER_SHARD = 1_000_000
 #: Recent (tap_id, card, tap_hash) entries kept per terminal.
 RECENT_TAPS_PER_TERMINAL = 4096
+#: Most entries one `read_journal` call returns (callers page with `after`).
+JOURNAL_READ_MAX = 10_000
+#: Most caller fields in one journal entry.
+MAX_JOURNAL_FIELDS = 64
 #: Journal fields the store writes itself; `CardWrite.journal` may not use them.
 RESERVED_JOURNAL_FIELDS = frozenset({"op", "card", "ver", "terminal", "tap"})
 
@@ -67,6 +71,8 @@ class CardWrite:
     tap_hash: str
 
     def __post_init__(self) -> None:
+        if len(self.journal) > MAX_JOURNAL_FIELDS:
+            raise ValueError(f"{len(self.journal)} journal fields, at most {MAX_JOURNAL_FIELDS}")
         if not RESERVED_JOURNAL_FIELDS.isdisjoint(self.journal):
             clash = sorted(RESERVED_JOURNAL_FIELDS.intersection(self.journal))
             raise ValueError(f"journal fields {clash} are reserved for the store")
@@ -140,8 +146,9 @@ class Store(Protocol):
     async def read_journal(
         self, *, count: int, after: str | None = None
     ) -> list[tuple[str, dict[str, str]]]:
-        """Up to `count` entries across all shards in `journal_id` order, strictly after the
-        cursor `after` (an id previously returned; None = from the start)."""
+        """Up to `count` (<= JOURNAL_READ_MAX) entries across all shards in journal id order,
+        strictly after the cursor `after` (an id previously returned; None = from the start).
+        An empty list means nothing more for now."""
         ...
 
     def all_cards(self) -> AsyncIterator[CardRecord]:
@@ -152,6 +159,11 @@ class Store(Protocol):
 # --- journal ids -------------------------------------------------------------------------------
 # Each shard has its own stream with ids "<ms>-<seq>". Across shards the order is
 # (ms, seq, shard) and the id handed out is "<ms>-<seq>@<shard>", an opaque cursor for callers.
+
+
+def check_journal_count(count: int) -> None:
+    if count > JOURNAL_READ_MAX:
+        raise ValueError(f"read_journal count {count} > JOURNAL_READ_MAX ({JOURNAL_READ_MAX})")
 
 
 def journal_id(ms: int, seq: int, shard: int) -> str:

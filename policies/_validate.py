@@ -9,6 +9,14 @@ int" without a field name is useless.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Final
+
+MAX_SAFE_INT: Final = 2**53 - 1
+"""Largest integer the core accepts from plain data or echoes into an explanation.
+
+Money and times travel as JSON to the journal, terminals and a JavaScript dashboard; orjson
+refuses ints beyond 64 bits and JavaScript silently rounds beyond 2**53, so anything larger is a
+corrupt record, not a balance."""
 
 
 def check_mapping(obj: object, what: str) -> Mapping[str, object]:
@@ -38,6 +46,8 @@ def check_int(value: object, what: str, *, minimum: int | None = None) -> int:
     # bool is a subclass of int; True as a balance is always a bug upstream.
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{what}: expected an integer, got {type(value).__name__}")
+    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        raise ValueError(f"{what}: magnitude must be at most 2**53 - 1")
     if minimum is not None and value < minimum:
         raise ValueError(f"{what}: must be >= {minimum}, got {value}")
     return value

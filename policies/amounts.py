@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from policies import reasons
+from policies._validate import MAX_SAFE_INT
 
 
 def amount_problem(
@@ -25,7 +26,15 @@ def amount_problem(
             "amount_type": type(amount).__name__,
         }
     if amount <= 0:
-        return reasons.INVALID_AMOUNT, {"rule": "amount_positive_int", "amount": amount}
+        return reasons.INVALID_AMOUNT, {"rule": "amount_positive_int", **_shown(amount)}
     if amount > maximum:
-        return reasons.AMOUNT_TOO_LARGE, {"rule": limit_rule, "amount": amount, "max": maximum}
+        return reasons.AMOUNT_TOO_LARGE, {"rule": limit_rule, **_shown(amount), "max": maximum}
     return None
+
+
+def _shown(amount: int) -> dict[str, object]:
+    # Echoing a 40-digit amount would make the decision unserialisable (orjson stops at 64 bits)
+    # and so crash the signing step for what is only a bad request.
+    if -MAX_SAFE_INT <= amount <= MAX_SAFE_INT:
+        return {"amount": amount}
+    return {"amount_huge": True}

@@ -12,12 +12,21 @@ from terminal_sim.run import SimSpec, run_sim, run_sim_standalone
 
 
 def run_sim_cli(args: argparse.Namespace) -> int:
-    spec = SimSpec(url=args.url or "", terminals=args.terminals, cards=args.cards, rate=args.rate,
-                   duration=args.duration, seed=args.seed, processes=args.processes)
+    spec = SimSpec(
+        url=args.url or "",
+        terminals=args.terminals,
+        cards=args.cards,
+        rate=args.rate,
+        duration=args.duration,
+        seed=args.seed,
+        processes=args.processes,
+    )
     if args.url:
         if not args.redis_url:
-            print("citycard sim: --url needs --redis-url (or REDIS_URL) to enroll terminals",
-                  file=sys.stderr)
+            print(
+                "citycard sim: --url needs --redis-url (or REDIS_URL) to enroll terminals",
+                file=sys.stderr,
+            )
             return 2
         result = run_sim(spec, args.redis_url)
     else:

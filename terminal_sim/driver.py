@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-import orjson
 from nacl.signing import VerifyKey
 
 from gateway import protocol as wire
 from gateway.signing import sign_proof, verify_auth
 from terminal_sim.fleet import PURCHASE_AMOUNTS, TOPUP_AMOUNT, SimTerminal
 from terminal_sim.latency import LatencyHistogram
-from terminal_sim.wsclient import WsConnection, connect
+from terminal_sim.wsclient import WsClosed, WsConnection, connect
 
 #: Retry delay after `busy` / `unavailable` / `internal`, seconds.
 RETRY_DELAY_S = 0.05
@@ -67,8 +66,15 @@ class DriverResult:
     approved_taps: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
 
     def merge(self, other: DriverResult) -> None:
-        for name in ("taps_sent", "approved", "declined", "errors", "signature_failures",
-                     "retries", "reconnects"):
+        for name in (
+            "taps_sent",
+            "approved",
+            "declined",
+            "errors",
+            "signature_failures",
+            "retries",
+            "reconnects",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for src, dst in ((other.error_codes, self.error_codes), (other.declines, self.declines)):
             for k, v in src.items():
@@ -119,11 +125,18 @@ class SimTerminalConn:
             self._send(tap)
 
     def _send(self, tap: PendingTap) -> None:
-        assert self.conn is not None
+        if self.conn is None:
+            return  # sent again after the reconnect
         self.seq += 1
         tap.attempts += 1
-        self.conn.send_text(wire.encode_tap(self.seq, tap.tap_id, tap.card, tap.op,
-                                            tap.terminal_time, tap.fields))
+        try:
+            self.conn.send_text(
+                wire.encode_tap(
+                    self.seq, tap.tap_id, tap.card, tap.op, tap.terminal_time, tap.fields
+                )
+            )
+        except WsClosed:
+            self._on_close(self.conn.close_code, "send on a closed connection")
 
     def _on_message(self, data: bytes) -> None:
         d = self.driver
@@ -186,9 +199,20 @@ class SimTerminalConn:
 class TapDriver:
     """Drives `terminals` at `rate` taps/s for `duration` s against the gateway at `url`."""
 
-    def __init__(self, url: str, terminals: list[SimTerminal], cards: list[str],
-                 gateway_keys: dict[str, str], *, rate: float, duration: float, seed: int,
-                 drain_s: float = 10.0, keep_approved: bool = False, tap_prefix: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        terminals: list[SimTerminal],
+        cards: list[str],
+        gateway_keys: dict[str, str],
+        *,
+        rate: float,
+        duration: float,
+        seed: int,
+        drain_s: float = 10.0,
+        keep_approved: bool = False,
+        tap_prefix: str = "",
+    ) -> None:
         u = urlparse(url)
         self.host, self.port, self.path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
         self.terminals = [SimTerminalConn(t, self) for t in terminals]
@@ -212,7 +236,7 @@ class TapDriver:
 
     def decided(self, term: SimTerminalConn, tap: PendingTap, msg: dict[str, Any]) -> None:
         r = self.result
-        r.hist.record_s(asyncio.get_running_loop().time() - tap.intended)
+        r.hist.record_s(time.monotonic() - tap.intended)
         if msg["result"] == wire.RESULT_APPROVED:
             r.approved += 1
             if self.keep_approved:
@@ -239,23 +263,30 @@ class TapDriver:
             fields["amount"] = rng.choice(PURCHASE_AMOUNTS)
         elif op == "topup":
             fields["amount"] = TOPUP_AMOUNT
-        return PendingTap(tap_id=f"{self.tap_prefix}-{i}", card=card, op=op, fields=fields,
-                          terminal_time=time.time_ns() // 1_000_000, intended=intended)
+        return PendingTap(
+            tap_id=f"{self.tap_prefix}-{i}",
+            card=card,
+            op=op,
+            fields=fields,
+            terminal_time=time.time_ns() // 1_000_000,
+            intended=intended,
+        )
 
     async def run(self) -> DriverResult:
-        loop = asyncio.get_running_loop()
+        # time.monotonic, not loop.time(): uvloop's clock ticks in whole milliseconds.
+        clock = time.monotonic
         await self.connect_all()
         total = int(self.rate * self.duration)
         n = len(self.terminals)
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        t0 = loop.time() + 0.05
+        t0 = clock() + 0.05
         i = 0
         while i < total:
-            now = loop.time()
+            now = clock()
             due = t0 + i / self.rate
             if due > now:
                 await asyncio.sleep(due - now)
-                now = loop.time()
+                now = clock()
             # Send everything due by now: the arrival rate holds even when the loop runs late.
             while i < total and t0 + i / self.rate <= now:
                 intended = t0 + i / self.rate
@@ -266,8 +297,8 @@ class TapDriver:
         self.result.taps_sent = total
         send_wall = time.perf_counter() - wall0
         send_cpu = time.process_time() - cpu0
-        deadline = loop.time() + self.drain_s
-        while loop.time() < deadline and any(t.pending for t in self.terminals):
+        deadline = clock() + self.drain_s
+        while clock() < deadline and any(t.pending for t in self.terminals):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         self.stopping = True
         self.result.errors += sum(len(t.pending) for t in self.terminals)

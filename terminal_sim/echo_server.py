@@ -30,10 +30,15 @@ async def echo(ws: ServerConnection) -> None:
 
 async def run(host: str, port: int, *, max_size: int | None = 1 << 20) -> None:
     """Serve until SIGINT/SIGTERM; announce ``ready <port>`` on stdout."""
-    stop = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
     async with serve(echo, host, port, compression=None, max_size=max_size) as server:
         bound = next(iter(server.sockets)).getsockname()[1]
         print(f"ready {bound}", flush=True)

@@ -70,15 +70,22 @@ def make_cards(m: int, seed: int) -> list[str]:
     return [f"sim{seed}-card-{i:07d}" for i in range(m)]
 
 
-async def provision(store: Store, fleet: list[SimTerminal], cards: list[str],
-                    balance: int = OPENING_BALANCE) -> None:
+async def provision(
+    store: Store, fleet: list[SimTerminal], cards: list[str], balance: int = OPENING_BALANCE
+) -> None:
     """Enroll every terminal and issue every card (overwriting earlier runs of the same seed)."""
     limiter = anyio.CapacityLimiter(PROVISION_CONCURRENCY)
 
     async def one_terminal(t: SimTerminal) -> None:
         async with limiter:
-            await enroll_terminal(store, t.terminal_id, t.public_key_hex, kind=t.kind,
-                                  operator=t.operator, network=t.network)
+            await enroll_terminal(
+                store,
+                t.terminal_id,
+                t.public_key_hex,
+                kind=t.kind,
+                operator=t.operator,
+                network=t.network,
+            )
 
     async def one_card(card: str) -> None:
         async with limiter:

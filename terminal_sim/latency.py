@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -72,6 +73,10 @@ class LatencyHistogram:
         """Inverse of :meth:`encode`."""
         return cls(HdrHistogram.decode(data))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable through the HDR encoding (results travel between processes).
+        return (_restore, (self.encode(), self.clamped))
+
     @classmethod
     def merged(cls, parts: Iterable[LatencyHistogram | bytes]) -> LatencyHistogram:
         """A new histogram holding the sum of ``parts`` (histograms or encodings)."""
@@ -97,33 +102,27 @@ class LatencyHistogram:
     def percentile_ms(self, percentile: float) -> float:
         return self.percentile_us(percentile) / 1000.0
 
-    @property
     def p50_ms(self) -> float:
         return self.percentile_ms(50.0)
 
-    @property
     def p99_ms(self) -> float:
         return self.percentile_ms(99.0)
 
-    @property
     def p999_ms(self) -> float:
         return self.percentile_ms(99.9)
 
-    @property
     def max_ms(self) -> float:
         if self.count == 0:
             return 0.0
         top: int = self._h.get_max_value()  # highest equivalent value of the max bucket
         return top / 1000.0
 
-    @property
     def min_ms(self) -> float:
         if self.count == 0:
             return 0.0
         low: int = self._h.get_min_value()
         return low / 1000.0
 
-    @property
     def mean_ms(self) -> float:
         if self.count == 0:
             return 0.0
@@ -133,18 +132,24 @@ class LatencyHistogram:
         """``count``, ``min/mean/p50/p90/p99/p99.9/max`` in ms, and ``clamped``."""
         return {
             "count": self.count,
-            "min_ms": self.min_ms,
-            "mean_ms": round(self.mean_ms, 4),
-            "p50_ms": self.p50_ms,
+            "min_ms": self.min_ms(),
+            "mean_ms": round(self.mean_ms(), 4),
+            "p50_ms": self.p50_ms(),
             "p90_ms": self.percentile_ms(90.0),
-            "p99_ms": self.p99_ms,
-            "p99.9_ms": self.p999_ms,
-            "max_ms": self.max_ms,
+            "p99_ms": self.p99_ms(),
+            "p99.9_ms": self.p999_ms(),
+            "max_ms": self.max_ms(),
             "clamped": self.clamped,
         }
 
     def __repr__(self) -> str:
         return (
-            f"LatencyHistogram(count={self.count}, p50={self.p50_ms}ms, p99={self.p99_ms}ms, "
-            f"p99.9={self.p999_ms}ms, max={self.max_ms}ms)"
+            f"LatencyHistogram(count={self.count}, p50={self.p50_ms()}ms, p99={self.p99_ms()}ms, "
+            f"p99.9={self.p999_ms()}ms, max={self.max_ms()}ms)"
         )
+
+
+def _restore(data: bytes, clamped: int) -> LatencyHistogram:
+    hist = LatencyHistogram.decode(data)
+    hist.clamped = clamped
+    return hist

@@ -40,10 +40,11 @@ import collections
 import contextlib
 import gc
 import multiprocessing
+import os
 import queue
 import time
 from array import array
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,14 +152,14 @@ class LoadResult:
             "backlogged": self.backlogged,
             "max_backlog": self.max_backlog,
             "closed_connections": self.closed_connections,
-            "p50_ms": lat.p50_ms,
-            "p99_ms": lat.p99_ms,
-            "p99.9_ms": lat.p999_ms,
-            "max_ms": lat.max_ms,
-            "service_p50_ms": self.service.p50_ms,
-            "service_p99_ms": self.service.p99_ms,
-            "send_lag_p50_ms": self.send_lag.p50_ms,
-            "send_lag_p99_ms": self.send_lag.p99_ms,
+            "p50_ms": lat.p50_ms(),
+            "p99_ms": lat.p99_ms(),
+            "p99.9_ms": lat.p999_ms(),
+            "max_ms": lat.max_ms(),
+            "service_p50_ms": self.service.p50_ms(),
+            "service_p99_ms": self.service.p99_ms(),
+            "send_lag_p50_ms": self.send_lag.p50_ms(),
+            "send_lag_p99_ms": self.send_lag.p99_ms(),
             "client_cpu": round(self.cpu_util, 3),
             "client_cpu_bound": self.client_cpu_bound,
             "saturation": list(self.saturation),
@@ -260,9 +261,7 @@ class _Conn:
         self.alive = not ws.closed
         # key -> (intended time, actual send time, record in histograms?)
         self.pending: dict[Hashable, tuple[float, float, bool]] = {}
-        self.backlog: collections.deque[tuple[Hashable, bytes, float, bool]] = (
-            collections.deque()
-        )
+        self.backlog: collections.deque[tuple[Hashable, bytes, float, bool]] = collections.deque()
         ws.on_message = self.on_message
         ws.on_close = self.on_close
 
@@ -354,13 +353,11 @@ async def run_open_loop(
     try:
         while i < total:
             batch = 0
-            now = mono()
             while i < total and batch < spec.max_batch:
                 intended = t0 + i * inv_rate
+                now = mono()
                 if intended > now:
-                    now = mono()
-                    if intended > now:
-                        break
+                    break
                 st = states[j % nconn]
                 j += 1
                 key, data = make(i)
@@ -419,9 +416,10 @@ async def run_open_loop(
         reasons.append(
             f"client CPU {cpu_util:.0%} of a core > {spec.cpu_threshold:.0%} during sending"
         )
-    if send_lag.p99_ms > spec.lag_threshold_ms:
+    if send_lag.p99_ms() > spec.lag_threshold_ms:
         reasons.append(
-            f"send lag p99 {send_lag.p99_ms:.2f} ms > {spec.lag_threshold_ms:.2f} ms"
+            f"send lag p99 {send_lag.p99_ms():.2f} ms > {spec.lag_threshold_ms:.2f} ms "
+            "(client event loop late: overloaded, or starved of CPU by other processes)"
         )
     return LoadResult(
         target_rate=spec.rate / slots,
@@ -468,9 +466,11 @@ async def open_connections(target: Target, n: int | None = None) -> list[WsConne
     return conns
 
 
-async def close_connections(conns: Sequence[WsConnection], timeout: float = 2.0) -> None:
+async def close_connections(conns: Sequence[WsConnection], close_timeout: float = 2.0) -> None:
     """Closing handshake on every connection, concurrently."""
-    await asyncio.gather(*(c.close(timeout=timeout) for c in conns), return_exceptions=True)
+    await asyncio.gather(
+        *(c.close(close_timeout=close_timeout) for c in conns), return_exceptions=True
+    )
 
 
 async def run_load(
@@ -510,7 +510,11 @@ def _worker(
     ready_q: Any,
     start_q: Any,
     result_q: Any,
+    affinity: frozenset[int] | None,
 ) -> None:
+    if affinity:
+        os.sched_setaffinity(0, affinity)
+
     async def main() -> LoadResult:
         conns = await open_connections(target, n_conns)
         try:
@@ -540,17 +544,20 @@ def run_multiprocess(
     *,
     start_method: str = "spawn",
     setup_timeout: float = 60.0,
+    affinity: Iterable[int] | None = None,
 ) -> LoadResult:
     """Run ``spec`` from ``n_procs`` worker processes and merge their results.
 
     ``spec.rate`` and ``target.connections`` are split across the workers; each has
     its own uvloop. Every worker connects first, then all start on the same instant.
+    ``affinity`` restricts the workers to these CPUs (Linux ``sched_setaffinity``).
     """
     if n_procs < 1:
         raise ValueError("n_procs must be >= 1")
     if target.connections < n_procs:
         raise ValueError("need at least one connection per process")
-    ctx = multiprocessing.get_context(start_method)
+    cpus = frozenset(affinity) if affinity is not None else None
+    ctx: Any = multiprocessing.get_context(start_method)  # typeshed: BaseContext lacks Process
     ready_q = ctx.Queue()
     start_q = ctx.Queue()
     result_q = ctx.Queue()
@@ -558,7 +565,7 @@ def run_multiprocess(
     procs = [
         ctx.Process(
             target=_worker,
-            args=(target, spec, k, n_procs, base + (k < extra), ready_q, start_q, result_q),
+            args=(target, spec, k, n_procs, base + (k < extra), ready_q, start_q, result_q, cpus),
             daemon=True,
             name=f"loadgen-{k}",
         )
@@ -566,25 +573,38 @@ def run_multiprocess(
     ]
     for p in procs:
         p.start()
+
+    def collect(q: Any, timeout: float, what: str) -> list[tuple[str, int, Any]]:
+        """``n_procs`` messages from ``q``; fail fast if a worker dies without one."""
+        got: list[tuple[str, int, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < n_procs:
+            try:
+                status, slot, info = q.get(timeout=0.2)
+            except queue.Empty:
+                seen = {slot for _, slot, _ in got}
+                dead = [
+                    p.name for k, p in enumerate(procs) if p.exitcode is not None and k not in seen
+                ]
+                if dead and q.empty():
+                    raise RuntimeError(f"load worker(s) {dead} exited during {what}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"load workers timed out during {what}") from None
+                continue
+            if status not in ("ready", "ok"):
+                raise RuntimeError(f"load worker {slot} failed during {what}: {info}")
+            got.append((status, slot, info))
+        return got
+
     try:
-        for _ in range(n_procs):
-            status, slot, info = ready_q.get(timeout=setup_timeout)
-            if status != "ready":
-                raise RuntimeError(f"load worker {slot} failed during setup: {info}")
+        collect(ready_q, setup_timeout, "setup")
         start_at = time.monotonic() + 0.1
         for _ in range(n_procs):
             start_q.put(start_at)
-        deadline = spec.duration + spec.drain_timeout + setup_timeout
-        parts: dict[int, LoadResult] = {}
-        for _ in range(n_procs):
-            status, slot, info = result_q.get(timeout=deadline)
-            if status != "ok":
-                raise RuntimeError(f"load worker {slot} failed: {info}")
-            parts[slot] = info
+        results = collect(result_q, spec.duration + spec.drain_timeout + setup_timeout, "run")
+        parts: dict[int, LoadResult] = {slot: info for _, slot, info in results}
         for p in procs:
             p.join(timeout=10)
-    except queue.Empty as exc:
-        raise RuntimeError("load workers timed out") from exc
     finally:
         for p in procs:
             if p.is_alive():

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,11 +59,19 @@ def _install_uvloop() -> None:
 def _worker(spec: SimSpec, index: int, keys: dict[str, str]) -> DriverResult:
     """One client process's share: every `processes`-th terminal, rate / processes."""
     _install_uvloop()
-    fleet = make_fleet(spec.terminals, spec.seed)[index::spec.processes]
+    fleet = make_fleet(spec.terminals, spec.seed)[index :: spec.processes]
     cards = make_cards(spec.cards, spec.seed)
-    driver = TapDriver(spec.url, fleet, cards, keys, rate=spec.rate / spec.processes,
-                       duration=spec.duration, seed=spec.seed * 1000 + index,
-                       drain_s=spec.drain_s, tap_prefix=f"s{spec.seed}w{index}")
+    driver = TapDriver(
+        spec.url,
+        fleet,
+        cards,
+        keys,
+        rate=spec.rate / spec.processes,
+        duration=spec.duration,
+        seed=spec.seed * 1000 + index,
+        drain_s=spec.drain_s,
+        tap_prefix=f"s{spec.seed}w{index}",
+    )
     return asyncio.run(driver.run())
 
 
@@ -117,25 +126,54 @@ async def provision_fleet(redis_url: str, terminals: int, cards: int, seed: int)
         await provision(store, make_fleet(terminals, seed), make_cards(cards, seed))
 
 
+def start_gateway_process(port: int, redis_url: str, data_dir: Path) -> subprocess.Popen[str]:
+    """`citycard serve` as a child process; returns once it listens."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--redis-url",
+            redis_url,
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening" not in line:
+        _stop(proc)
+        raise RuntimeError(f"gateway did not start: {line}{proc.stdout.read()}")
+    # Keep draining its output so a chatty gateway never blocks on a full pipe.
+    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+    return proc
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
+
+
 @contextmanager
-def gateway_process(data_dir: Path, *, redis_url: str | None = None,
-                    appendfsync: str = "everysec") -> Iterator[tuple[str, str]]:
-    """A `citycard serve` child process; yields (ws url, redis url)."""
+def gateway_process(
+    data_dir: Path, *, redis_url: str | None = None, appendfsync: str = "everysec"
+) -> Iterator[tuple[str, str]]:
+    """A `citycard serve` child process (and a Redis of its own if none is given);
+    yields (ws url, redis url)."""
     port = free_port()
     with contextlib_exit() as stack:
         if redis_url is None:
             redis = RedisServer(data_dir=data_dir / "redis", appendfsync=appendfsync).start()
             stack.append(redis.stop)
             redis_url = redis.url
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
-             "--redis-url", redis_url, "--data-dir", str(data_dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_gateway_process(port, redis_url, data_dir)
         stack.append(lambda: _stop(proc))
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "listening" not in line:
-            raise RuntimeError(f"gateway did not start: {line}{proc.stdout.read()}")
         yield f"ws://127.0.0.1:{port}/", redis_url
 
 
@@ -170,8 +208,10 @@ def run_sim(spec: SimSpec, redis_url: str) -> dict[str, Any]:
 
 def run_sim_standalone(spec: SimSpec) -> dict[str, Any]:
     """`citycard sim` without --url: a gateway of its own, in a child process."""
-    with tempfile.TemporaryDirectory(prefix="citycard-sim-") as tmp, \
-            gateway_process(Path(tmp)) as (url, redis_url):
+    with (
+        tempfile.TemporaryDirectory(prefix="citycard-sim-") as tmp,
+        gateway_process(Path(tmp)) as (url, redis_url),
+    ):
         time.sleep(0.1)
         return run_sim(SimSpec(**{**spec.__dict__, "url": url}), redis_url)
 

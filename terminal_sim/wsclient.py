@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import hashlib
 import os
 import socket
 import struct
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, cast
 
 __all__ = [
     "OP_BINARY",
@@ -203,12 +204,15 @@ class WsConnection(asyncio.Protocol):
                 self._waiter = None
         return self._queue.popleft()
 
-    async def close(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
-        """Closing handshake: send CLOSE, wait for the server's CLOSE and TCP close."""
+    async def close(self, code: int = 1000, reason: str = "", close_timeout: float = 2.0) -> None:
+        """Closing handshake: send CLOSE, wait for the server's CLOSE and TCP close.
+
+        After ``close_timeout`` seconds the TCP connection is aborted.
+        """
         if not self._closed and not self._close_sent:
             self._send_close(code, reason)
         try:
-            await asyncio.wait_for(asyncio.shield(self._lost), timeout)
+            await asyncio.wait_for(asyncio.shield(self._lost), close_timeout)
         except TimeoutError:
             self.abort()
 
@@ -235,21 +239,21 @@ class WsConnection(asyncio.Protocol):
             t.write(_frame_header(opcode, len(payload)) + _ZERO_MASK + payload)
 
     def _send_close(self, code: int, reason: str) -> None:
-        payload = _U16.pack(code) + reason.encode("utf-8")[:123]
+        # A control frame carries at most 125 bytes: cut the reason on a character boundary.
+        text = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+        payload = _U16.pack(code) + text
         self._send_frame(OP_CLOSE, payload)
         self._close_sent = True
 
     # ------------------------------------------------------------------ protocol callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCPTransport is not a subclass of asyncio.Transport, though it behaves as one.
+        self._transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
 
     def send_handshake(self, host: str, port: int, path: str, headers: Mapping[str, str]) -> None:
         assert self._transport is not None
@@ -311,10 +315,7 @@ class WsConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._transport = None
-        if not self._handshake.done():
-            self._handshake.set_exception(
-                HandshakeError(f"connection lost during handshake: {exc!r}")
-            )
+        self._handshake_failed(HandshakeError(f"connection lost during handshake: {exc!r}"))
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
@@ -358,9 +359,14 @@ class WsConnection(asyncio.Protocol):
         return None
 
     def _fail_handshake(self, why: str) -> None:
-        if not self._handshake.done():
-            self._handshake.set_exception(HandshakeError(why))
+        self._handshake_failed(HandshakeError(why))
         self.abort()
+
+    def _handshake_failed(self, exc: HandshakeError) -> None:
+        fut = self._handshake
+        if not fut.done():
+            fut.set_exception(exc)
+            fut.exception()  # connect() re-raises it; don't log it if connect gave up first
 
     def _fail(self, code: int, why: str) -> None:
         """Protocol violation by the server: close with ``code`` and drop the connection."""
@@ -415,7 +421,7 @@ class WsConnection(asyncio.Protocol):
         return pos
 
     def _on_frame(self, fin: int, opcode: int, payload: bytes) -> None:
-        if opcode == OP_TEXT or opcode == OP_BINARY:
+        if opcode in (OP_TEXT, OP_BINARY):
             if self._frag_opcode is not None:
                 self._fail(1002, "new data frame inside a fragmented message")
                 return

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from actors.runtime import ActorRegistry
 
@@ -90,7 +91,7 @@ class CounterActor:
     async def on_activate(self) -> None:
         self._enter("activate")
         try:
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             gate = self.world.activate_gate.get(self.key)
             if gate is not None:
                 await gate.wait()
@@ -104,7 +105,7 @@ class CounterActor:
         self._enter("handle")
         try:
             self.world.handled.append((self.key, msg))
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             if isinstance(msg, Add):
                 self.value += msg.n
                 self.world.store[self.key] = self.value
@@ -131,9 +132,10 @@ class CounterActor:
             self._exit()
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 2.0) -> None:
-    with anyio.fail_after(timeout):
-        while not cond():
+async def wait_until(cond: Callable[[], bool], limit_s: float = 2.0) -> None:
+    """Poll (tests only) until ``cond()`` holds; fail after ``limit_s``."""
+    with anyio.fail_after(limit_s):
+        while not cond():  # noqa: ASYNC110 - polling state the runtime does not signal
             await anyio.sleep(0.001)
 
 
@@ -144,12 +146,15 @@ async def ask_started(
     out: list[object],
     *,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    timeout: float | None = None,
+    ask_timeout: float | None = None,
 ) -> None:
     """For ``await tg.start(...)``: when start returns, the message is already in the mailbox
-    (ask enqueues synchronously before its first await). Appends the reply or the error."""
+    (ask enqueues synchronously before its first await). The reply or the error lands in
+    ``out`` at the position of this call (replies can arrive in any order under trio)."""
+    index = len(out)
+    out.append(None)
     task_status.started()
     try:
-        out.append(await reg.ask(key, msg, timeout=timeout))
+        out[index] = await reg.ask(key, msg, timeout=ask_timeout)
     except Exception as exc:
-        out.append(exc)
+        out[index] = exc

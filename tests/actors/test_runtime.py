@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import anyio
 import pytest
@@ -88,13 +89,12 @@ async def test_fifo_one_message_at_a_time() -> None:
     world = World()
     entered, gate = anyio.Event(), anyio.Event()
     out: list[object] = []
-    async with world.registry() as reg:
-        async with anyio.create_task_group() as tg:
-            await tg.start(ask_started, reg, "k", Wait(entered, gate), out)
-            await entered.wait()
-            for i in range(1, 21):
-                await tg.start(ask_started, reg, "k", Add(i), out)
-            gate.set()
+    async with world.registry() as reg, anyio.create_task_group() as tg:
+        await tg.start(ask_started, reg, "k", Wait(entered, gate), out)
+        await entered.wait()
+        for i in range(1, 21):
+            await tg.start(ask_started, reg, "k", Add(i), out)
+        gate.set()
     assert world.overlaps == 0
     adds = [m.n for k, m in world.handled if isinstance(m, Add)]
     assert adds == list(range(1, 21))
@@ -153,6 +153,21 @@ async def test_ask_timeout_raises_builtin_timeout_error_and_skips_unstarted_mess
         stats = reg.stats()
         assert stats["timeouts"] == 1
         assert stats["abandoned"] == 1
+
+
+async def test_short_timeout_fires_while_a_longer_one_is_pending() -> None:
+    world = World()
+    entered, gate = anyio.Event(), anyio.Event()
+    out: list[object] = []
+    async with world.registry() as reg, anyio.create_task_group() as tg:
+        await tg.start(ask_started, reg, "k", Wait(entered, gate), out)
+        await entered.wait()
+        await tg.start(partial(ask_started, ask_timeout=30), reg, "k", Add(1), out)
+        with anyio.fail_after(1), pytest.raises(TimeoutError):
+            await reg.ask("k", Add(2), timeout=0.05)
+        gate.set()
+    assert out == [0, 1]  # the long timeout did not fire; the timed-out Add(2) was skipped
+    assert world.store["k"] == 1
 
 
 async def test_timed_out_message_already_started_still_completes() -> None:
@@ -225,12 +240,11 @@ async def test_crash_does_not_fail_queued_messages() -> None:
     world = World()
     entered, gate = anyio.Event(), anyio.Event()
     out: list[object] = []
-    async with world.registry() as reg:
-        async with anyio.create_task_group() as tg:
-            await tg.start(ask_started, reg, "k", Wait(entered, gate, crash=True), out)
-            await entered.wait()
-            await tg.start(ask_started, reg, "k", Add(3), out)
-            gate.set()
+    async with world.registry() as reg, anyio.create_task_group() as tg:
+        await tg.start(ask_started, reg, "k", Wait(entered, gate, crash=True), out)
+        await entered.wait()
+        await tg.start(ask_started, reg, "k", Add(3), out)
+        gate.set()
     assert isinstance(out[0], Boom)
     assert out[1] == 3
 
@@ -293,13 +307,12 @@ async def test_busy_actor_is_not_passivated() -> None:
     world = World()
     entered, gate = anyio.Event(), anyio.Event()
     out: list[object] = []
-    async with world.registry(idle_timeout_s=0.02) as reg:
-        async with anyio.create_task_group() as tg:
-            await tg.start(ask_started, reg, "k", Wait(entered, gate), out)
-            await anyio.sleep(0.1)
-            assert reg.resident == 1
-            assert world.count("passivate") == 0
-            gate.set()
+    async with world.registry(idle_timeout_s=0.02) as reg, anyio.create_task_group() as tg:
+        await tg.start(ask_started, reg, "k", Wait(entered, gate), out)
+        await anyio.sleep(0.1)
+        assert reg.resident == 1
+        assert world.count("passivate") == 0
+        gate.set()
 
 
 async def test_lru_actor_is_passivated_at_max_resident() -> None:
@@ -329,7 +342,7 @@ async def test_message_during_on_passivate_waits_then_activates_fresh_instance()
         async with anyio.create_task_group() as tg:
             await tg.start(ask_started, reg, "k", Add(1), out)
             await anyio.sleep(0.01)
-            assert out == []  # waits for on_passivate; never handled by the old instance
+            assert out == [None]  # waits for on_passivate; not handled by the old instance
             del world.passivate_gate["k"]
             gate.set()
         assert out == [5]
@@ -397,14 +410,13 @@ async def test_shutdown_drains_mailboxes_and_passivates_everyone() -> None:
     world = World()
     entered, gate = anyio.Event(), anyio.Event()
     out: list[object] = []
-    async with anyio.create_task_group() as tg:
-        async with world.registry() as reg:
-            for key in ("a", "b", "c"):
-                await reg.ask(key, Add(1))
-            await tg.start(ask_started, reg, "d", Wait(entered, gate), out)
-            await entered.wait()
-            await tg.start(ask_started, reg, "d", Add(2), out)
-            gate.set()
+    async with anyio.create_task_group() as tg, world.registry() as reg:
+        for key in ("a", "b", "c"):
+            await reg.ask(key, Add(1))
+        await tg.start(ask_started, reg, "d", Wait(entered, gate), out)
+        await entered.wait()
+        await tg.start(ask_started, reg, "d", Add(2), out)
+        gate.set()
     assert out == [0, 2]
     assert sorted(k for w, k, _ in world.log if w == "passivate") == ["a", "b", "c", "d"]
     assert reg.resident == 0
@@ -429,11 +441,13 @@ async def test_shutdown_timeout_cancels_stuck_handler_and_fails_its_askers() -> 
     entered, never = anyio.Event(), anyio.Event()
     out: list[object] = []
     with anyio.fail_after(2):
-        async with anyio.create_task_group() as tg:
-            async with world.registry(shutdown_timeout_s=0.05) as reg:
-                await tg.start(ask_started, reg, "k", Wait(entered, never), out)
-                await entered.wait()
-                await tg.start(ask_started, reg, "k", Get(), out)
+        async with (
+            anyio.create_task_group() as tg,
+            world.registry(shutdown_timeout_s=0.05) as reg,
+        ):
+            await tg.start(ask_started, reg, "k", Wait(entered, never), out)
+            await entered.wait()
+            await tg.start(ask_started, reg, "k", Get(), out)
     assert len(out) == 2
     assert all(isinstance(e, RegistryClosed) for e in out)
     assert reg.resident == 0
@@ -450,7 +464,7 @@ async def test_ask_before_enter_is_refused() -> None:
 
 async def test_stats_counters() -> None:
     world = World(fail_activation={"bad"})
-    async with world.registry(mailbox_size=1, idle_timeout_s=0.03) as reg:
+    async with world.registry(mailbox_size=1, idle_timeout_s=0.2) as reg:
         await reg.ask("a", Add(1))
         await reg.ask("a", Add(1))
         with pytest.raises(Boom):

@@ -279,6 +279,17 @@ def test_purchase_limit() -> None:
     assert outcome.decision.explain == ({"rule": "max_purchase", "amount": 20_001, "max": 20_000},)
 
 
+@pytest.mark.parametrize(
+    ("amount", "reason"), [(10**30, reasons.AMOUNT_TOO_LARGE), (-(10**30), reasons.INVALID_AMOUNT)]
+)
+def test_absurd_amounts_keep_the_decision_serialisable(amount: int, reason: str) -> None:
+    state = card()
+    for command in (buy(amount), top(amount)):
+        outcome = decide(state, command, T0, TARIFF)
+        assert_declined(outcome, state, reason)
+        assert outcome.decision.explain[0]["amount_huge"] is True
+
+
 def test_purchase_insufficient_funds() -> None:
     state = card(399)
     assert_declined(decide(state, buy(400), T0, TARIFF), state, reasons.INSUFFICIENT_FUNDS)

@@ -53,6 +53,7 @@ def test_too_many_recent_taps_keeps_newest() -> None:
         ({"balance": "10"}, "balance"),
         ({"balance": 1.5}, "balance"),
         ({"balance": True}, "balance"),
+        ({"balance": 2**53}, "balance.*2\\*\\*53"),
         ({"status": "lost"}, "status"),
         ({"category": None}, "category"),
         ({"recent_taps": "g1"}, "recent_taps"),

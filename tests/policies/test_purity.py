@@ -65,19 +65,20 @@ def violations(source: str, filename: str = "<source>") -> list[str]:
     found: list[str] = []
     for node in ast.walk(ast.parse(source, filename)):
         names: list[str] = []
+        line = getattr(node, "lineno", 0)
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
         for name in names:
             if name.split(".")[0] in FORBIDDEN_MODULES:
-                found.append(f"{filename}:{node.lineno}: imports {name}")
+                found.append(f"{filename}:{line}: imports {name}")
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
             and node.func.id in FORBIDDEN_CALLS
         ):
-            found.append(f"{filename}:{node.lineno}: calls {node.func.id}()")
+            found.append(f"{filename}:{line}: calls {node.func.id}()")
     return found
 
 

@@ -59,6 +59,7 @@ def test_zero_values_are_allowed() -> None:
         ({"double_tap_window_ms": 1.0}, "double_tap_window_ms"),
         ({"max_balance": False}, "max_balance"),
         ({"max_purchase": -5}, "max_purchase"),
+        ({"max_purchase": 2**64}, "max_purchase"),
         ({"max_topup": "100"}, "max_topup"),
         ({"max_fare": 1}, "unknown field.*max_fare"),
     ],

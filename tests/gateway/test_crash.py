@@ -1,0 +1,98 @@
+"""kill -9 the gateway during load, restart it, and audit: every tap a terminal saw approved is
+in Redis exactly once, and every balance equals what the approved taps say it must be."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import orjson
+
+from gateway.admin import gateway_keys
+from gateway.redis_server import free_port
+from gateway.redis_store import RedisStore
+from terminal_sim.driver import DriverResult, TapDriver
+from terminal_sim.fleet import OPENING_BALANCE, make_cards, make_fleet
+from terminal_sim.run import provision_fleet, start_gateway_process
+
+SEED = 7
+
+
+async def _audit(redis_url: str, result: DriverResult, cards: list[str]) -> None:
+    async with RedisStore.connect(redis_url) as store:
+        journal: list[tuple[str, dict[str, str]]] = []
+        after = None
+        while True:
+            chunk = await store.read_journal(count=5000, after=after)
+            if not chunk:
+                break
+            journal.extend(chunk)
+            after = chunk[-1][0]
+        taps = Counter((e["terminal"], e["tap"]) for _, e in journal if e.get("op") != "put_card")
+        approved_in_journal = {
+            (e["terminal"], e["tap"]): int(e["amount"])
+            for _, e in journal
+            if e.get("result") == "approved"
+        }
+        # Every tap a terminal saw approved is journaled exactly once, with the same amount...
+        for key, (_card, amount) in result.approved_taps.items():
+            assert taps[key] == 1, f"tap {key} journaled {taps[key]} times"
+            assert approved_in_journal[key] == amount
+        # ... and nothing was approved that no terminal heard about.
+        assert set(approved_in_journal) == set(result.approved_taps)
+        spent: Counter[str] = Counter()
+        for card, amount in result.approved_taps.values():
+            spent[card] += amount
+        for card in cards:
+            rec = await store.load_card(card)
+            assert rec is not None
+            balance = orjson.loads(rec.state)["balance"]
+            assert balance == OPENING_BALANCE - spent[card], card
+
+
+def test_kill_9_during_load_loses_nothing(redis_url: str, tmp_path: Path) -> None:
+    n_terminals, n_cards = 30, 60
+    anyio.run(provision_fleet, redis_url, n_terminals, n_cards, SEED)
+    port = free_port()
+    proc = start_gateway_process(port, redis_url, tmp_path)
+    keys = gateway_keys(redis_url)
+    fleet, cards = make_fleet(n_terminals, SEED), make_cards(n_cards, SEED)
+    driver = TapDriver(
+        f"ws://127.0.0.1:{port}/",
+        fleet,
+        cards,
+        keys,
+        rate=300,
+        duration=4.0,
+        seed=SEED,
+        drain_s=20.0,
+        keep_approved=True,
+    )
+    box: dict[str, DriverResult] = {}
+    runner = threading.Thread(target=lambda: box.setdefault("r", asyncio.run(driver.run())))
+    runner.start()
+    restarted = None
+    try:
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        time.sleep(0.5)
+        restarted = start_gateway_process(port, redis_url, tmp_path)
+        runner.join(60)
+        assert not runner.is_alive()
+    finally:
+        for p in (proc, restarted):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(10)
+    result = box["r"]
+    assert result.reconnects > 0, "the kill did not interrupt the load"
+    assert result.errors == 0 and result.signature_failures == 0, result.error_codes
+    assert result.approved + result.declined == result.taps_sent
+    assert result.approved > 0
+    anyio.run(_audit, redis_url, result, cards)
