@@ -96,7 +96,7 @@ class TerminalSession:
         self._claimed_id: str | None = None
         self._challenge_hex = ""
         self.last_seq = 0
-        self.last_activity_ms = deps.now_ms()
+        self.connected_ms = self.last_activity_ms = deps.now_ms()
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.stats = {"taps": 0, "errors": 0}
 
@@ -117,7 +117,11 @@ class TerminalSession:
         return not fatal
 
     async def on_frame(self, data: str | bytes) -> bool:
+        """Handle one text frame (`str`); `bytes` means a binary frame, which the protocol has
+        no use for."""
         self.last_activity_ms = self._deps.now_ms()
+        if isinstance(data, bytes):
+            return await self._error("malformed", "binary frames are not part of the protocol")
         try:
             msg = wire.decode_terminal_message(data)
         except wire.ProtocolError as exc:

@@ -26,6 +26,8 @@ class GatewayConfig:
     #: Tariff file (JSON); None uses policies.default_tariff().
     tariff_path: Path | None = None
     heartbeat_s: int = 15
+    #: Connections that have not completed hello/proof by then are closed.
+    handshake_timeout_s: float = 10.0
     #: Connections closed after this many heartbeat periods without a frame.
     idle_heartbeats: int = 3
     #: Live terminal connections this process accepts.

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from actors.card import CardActor, CardDeps, TapReply, TapRequest
 from actors.runtime import ActorRegistry
-from actors.terminal import SessionDeps, TerminalSession
+from actors.terminal import Phase, SessionDeps, TerminalSession
 from gateway.admin import publish_gateway_key
 from gateway.authority import GatewayAuthority
 from gateway.config import GatewayConfig
@@ -99,9 +99,16 @@ class Connections:
     def _close_soon(self, ws: ServerConnection) -> None:
         ws.transport.close()
 
-    def idle(self, older_than_ms: int) -> list[ServerConnection]:
-        limit = now_ms() - older_than_ms
-        return [ws for s, ws in self._ws.items() if s.last_activity_ms < limit]
+    def idle(self, older_than_ms: int, handshake_ms: int) -> list[ServerConnection]:
+        """Connections silent for `older_than_ms`, or still unauthenticated after
+        `handshake_ms`."""
+        now = now_ms()
+        return [
+            ws
+            for s, ws in self._ws.items()
+            if s.last_activity_ms < now - older_than_ms
+            or (s.phase is not Phase.READY and s.connected_ms < now - handshake_ms)
+        ]
 
     def __len__(self) -> int:
         return len(self._ws)
@@ -222,12 +229,16 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
 
 
 async def _reap_idle(gw: Gateway) -> None:
-    """Close connections that sent nothing for `idle_heartbeats` heartbeat periods."""
+    """Close connections that sent nothing for `idle_heartbeats` heartbeat periods, and those
+    that did not complete hello/proof within the handshake timeout."""
     limit_ms = gw.config.heartbeat_s * gw.config.idle_heartbeats * 1000
+    handshake_ms = int(gw.config.handshake_timeout_s * 1000)
+    period = min(gw.config.heartbeat_s, gw.config.handshake_timeout_s) / 2
     while True:
-        await anyio.sleep(gw.config.heartbeat_s)
-        for ws in gw.connections.idle(limit_ms):
-            await ws.close(1001, "idle: no heartbeat")
+        await anyio.sleep(period)
+        for ws in gw.connections.idle(limit_ms, handshake_ms):
+            # Close without waiting for the peer: a dead link would hold the reaper up.
+            ws.transport.close()
 
 
 async def serve_forever(config: GatewayConfig) -> None:

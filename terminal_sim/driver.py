@@ -11,6 +11,7 @@ terminal saw approved is kept for auditors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ class SimTerminalConn:
         self.pending: dict[str, PendingTap] = {}
         self.ready = False
         self.reconnecting = False
+        self.heartbeat_s = float(wire.DEFAULT_HEARTBEAT_S)
+        self.last_sent = 0.0
 
     async def open(self) -> None:
         d = self.driver
@@ -112,6 +115,8 @@ class SimTerminalConn:
         if welcome["type"] != wire.WELCOME:
             raise ConnectionError(f"{self.t.terminal_id}: expected welcome, got {welcome}")
         self.seq = max(self.seq, int(welcome["last_seq"]))
+        self.heartbeat_s = float(welcome["heartbeat_s"])
+        self.last_sent = time.monotonic()
         conn.on_message = self._on_message
         conn.on_close = self._on_close
         self.conn = conn
@@ -129,6 +134,7 @@ class SimTerminalConn:
             return  # sent again after the reconnect
         self.seq += 1
         tap.attempts += 1
+        self.last_sent = time.monotonic()
         try:
             self.conn.send_text(
                 wire.encode_tap(
@@ -167,6 +173,13 @@ class SimTerminalConn:
             elif tap is not None and code not in RETRYABLE:
                 del self.pending[tap.tap_id]
                 d.result.errors += 1
+
+    def heartbeat_if_quiet(self, now: float) -> None:
+        """Real terminals heartbeat when they have nothing else to say (protocol section 4)."""
+        if self.ready and self.conn is not None and now - self.last_sent > self.heartbeat_s / 2:
+            self.last_sent = now
+            with contextlib.suppress(WsClosed):
+                self.conn.send_text(wire.encode_heartbeat(int(now * 1000)))
 
     def _retry(self, tap: PendingTap) -> None:
         if self.ready and tap.tap_id in self.pending:
@@ -245,6 +258,13 @@ class TapDriver:
             r.declined += 1
             r.declines[msg["reason"]] = r.declines.get(msg["reason"], 0) + 1
 
+    async def _heartbeats(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for t in self.terminals:
+                t.heartbeat_if_quiet(now)
+
     async def connect_all(self) -> None:
         sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -276,6 +296,7 @@ class TapDriver:
         # time.monotonic, not loop.time(): uvloop's clock ticks in whole milliseconds.
         clock = time.monotonic
         await self.connect_all()
+        self.spawn(self._heartbeats())
         total = int(self.rate * self.duration)
         n = len(self.terminals)
         cpu0, wall0 = time.process_time(), time.perf_counter()

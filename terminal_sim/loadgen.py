@@ -122,7 +122,7 @@ class LoadResult:
     backlogged: int  # messages that had to wait for a free in-flight slot
     max_backlog: int
     closed_connections: int
-    window_s: float  # t0 .. max(scheduled end, last reply)
+    window_s: float  # max(scheduled span = duration, t0 .. last reply)
     achieved_rate: float  # received / window_s
     latency: LatencyHistogram
     service: LatencyHistogram
@@ -407,8 +407,7 @@ async def run_open_loop(
     service.record_many_s(run.svc)
     send_lag.record_many_s(lag)
 
-    sched = max(0.0, (total - 1) * inv_rate) if total else 0.0
-    window = max(sched, run.last_reply - t0, 1e-9)
+    window = max(total * inv_rate, run.last_reply - t0, 1e-9)  # scheduled span, or longer
     send_wall = max(send_end - wall0, 1e-9)
     cpu_util = cpu_send / send_wall
     reasons: list[str] = []

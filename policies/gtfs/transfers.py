@@ -1,0 +1,129 @@
+"""Applying fare_transfer_rules.txt between a sub-journey and the next leg.
+
+This module owns the transfer half of the spec:
+
+- from/to_leg_group_id: exact match, else empty matches the groups no rule names.
+- transfer_count: -1 (or empty) is no limit; n allows the rule for the first n transfers of the
+  sub-journey; among rules that allow this transfer the smallest count is selected (the spec).
+- duration_limit: measured from the FIRST leg of the sub-journey (the leg paid in full) to the
+  next leg, ends chosen by duration_limit_type (0 departure->arrival, 1 departure->departure,
+  2 arrival->departure, 3 arrival->arrival); a leg without an arrival time uses its departure.
+  The limit is inclusive. Measuring from the first leg (not the previous one) is this engine's
+  reading: it is what "2 1/2 hour" tickets mean and it keeps -1 counts from chaining for ever.
+- fare_transfer_type: 0 the next leg costs the transfer product (A + AB), 1 the transfer product
+  plus its own fare (A + AB + B), 2 the transfer product less what the previous leg was charged
+  (AB in total; never a refund). No fare_product_id means the transfer costs 0.
+- A rule whose product has no offer for the rider (category, medium, default fallback) does not
+  apply. Several applicable rules: the cheapest next leg wins, then file order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policies.gtfs.legs import cheapest_offer, field_matches
+from policies.gtfs.model import (
+    ARRIVAL_TO_ARRIVAL,
+    ARRIVAL_TO_DEPARTURE,
+    DEPARTURE_TO_ARRIVAL,
+    FROM_LEG_PLUS_TRANSFER,
+    FROM_LEG_PLUS_TRANSFER_PLUS_TO_LEG,
+    FareFeed,
+    Offer,
+    TransferRule,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubJourney:
+    """The legs linked by transfers so far: when it began, how many transfers, the last leg."""
+
+    first_start_ms: int
+    first_end_ms: int
+    transfers: int
+    last_group: str | None
+    last_amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferChoice:
+    rule: TransferRule
+    offer: Offer | None
+    cost: int
+    """The transfer product's amount (0 without a product)."""
+    amount: int
+    """What the next leg is charged, never below 0."""
+    elapsed_ms: int
+    transfer_number: int
+    fallback_category: str | None
+
+
+def elapsed_ms(rule_type: int | None, sub: SubJourney, start_ms: int, end_ms: int) -> int:
+    if rule_type == DEPARTURE_TO_ARRIVAL:
+        return end_ms - sub.first_start_ms
+    if rule_type == ARRIVAL_TO_DEPARTURE:
+        return start_ms - sub.first_end_ms
+    if rule_type == ARRIVAL_TO_ARRIVAL:
+        return end_ms - sub.first_end_ms
+    return start_ms - sub.first_start_ms
+
+
+def _count_key(rule: TransferRule) -> float:
+    return float("inf") if rule.transfer_count in (None, -1) else float(rule.transfer_count or 0)
+
+
+def find_transfer(
+    feed: FareFeed,
+    sub: SubJourney,
+    to_group: str | None,
+    start_ms: int,
+    end_ms: int,
+    full_fare: int,
+    category: str | None,
+    medium: str | None,
+) -> TransferChoice | None:
+    """The transfer that prices the next leg (in group `to_group`), or None: it pays in full."""
+    if sub.last_group is None or to_group is None:
+        return None
+    number = sub.transfers + 1
+    index = feed.index
+    candidates: list[tuple[TransferRule, int]] = []
+    for rule in feed.transfer_rules:
+        if not (
+            field_matches(
+                rule.from_leg_group_id, (sub.last_group,), index.transfer_from_groups, False
+            )
+            and field_matches(rule.to_leg_group_id, (to_group,), index.transfer_to_groups, False)
+        ):
+            continue
+        if rule.transfer_count not in (None, -1) and number > (rule.transfer_count or 0):
+            continue
+        elapsed = elapsed_ms(rule.duration_limit_type, sub, start_ms, end_ms)
+        if rule.duration_limit_s is not None and elapsed > rule.duration_limit_s * 1000:
+            continue
+        candidates.append((rule, elapsed))
+    if not candidates:
+        return None
+    smallest = min(_count_key(rule) for rule, _ in candidates)
+    best: TransferChoice | None = None
+    for rule, elapsed in candidates:
+        if _count_key(rule) != smallest:
+            continue
+        offer: Offer | None = None
+        fallback: str | None = None
+        if rule.fare_product_id is not None:
+            found = cheapest_offer(feed, (rule.fare_product_id,), category, medium)
+            if found is None:
+                continue
+            _, offer, fallback = found
+        cost = offer.amount if offer is not None else 0
+        if rule.fare_transfer_type == FROM_LEG_PLUS_TRANSFER:
+            amount = cost
+        elif rule.fare_transfer_type == FROM_LEG_PLUS_TRANSFER_PLUS_TO_LEG:
+            amount = cost + full_fare
+        else:
+            amount = cost - sub.last_amount
+        amount = max(0, amount)
+        if best is None or amount < best.amount:
+            best = TransferChoice(rule, offer, cost, amount, elapsed, number, fallback)
+    return best

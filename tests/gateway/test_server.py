@@ -1,0 +1,345 @@
+"""The gateway over real websocket connections on 127.0.0.1 against a real Redis: the tap path,
+idempotent retries, and every kind of bad input the protocol names. Each bad input gets its
+documented error code, nothing is charged, and the gateway and other terminals carry on."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from nacl.signing import SigningKey, VerifyKey
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from gateway import protocol as wire
+from gateway.admin import enroll_terminal, issue_card
+from gateway.config import GatewayConfig
+from gateway.server import Gateway, open_gateway
+from gateway.signing import sign_proof, verify_auth
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis.asyncio and websockets' server are asyncio-only
+
+
+def _key(name: str) -> SigningKey:
+    return SigningKey(hashlib.sha256(f"test terminal {name}".encode()).digest())
+
+
+GATE, SHOP, OTHER_GATE, REVOKED = "gate-1", "shop-1", "gate-2", "gate-revoked"
+CARD, POOR_CARD, WITNESS_CARD = "card-1", "card-poor", "card-witness"
+
+
+@pytest.fixture
+async def gw(redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    config = GatewayConfig(port=0, redis_url=redis_url, data_dir=tmp_path, heartbeat_s=5)
+    async with open_gateway(config) as gateway:
+        store = gateway.store
+        for tid, kind, operator, network in (
+            (GATE, "gate", "metro", "METRO"),
+            (SHOP, "retail", "bakery", ""),
+            (OTHER_GATE, "gate", "metro", "METRO"),
+            (REVOKED, "gate", "metro", "METRO"),
+        ):
+            await enroll_terminal(
+                store,
+                tid,
+                bytes(_key(tid).verify_key).hex(),
+                kind=kind,
+                operator=operator,
+                network=network,
+            )
+        rec = await store.get_terminal(REVOKED)
+        assert rec is not None
+        from dataclasses import replace
+
+        await store.put_terminal(replace(rec, status="revoked"))
+        await issue_card(store, CARD, balance=1_000)
+        await issue_card(store, POOR_CARD, balance=100)
+        await issue_card(store, WITNESS_CARD, balance=10_000)
+        yield gateway
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    return wire.decode_gateway_message(await ws.recv())
+
+
+@dataclass
+class Term:
+    ws: ClientConnection
+    terminal_id: str
+    seq: int = 0
+
+    async def send(self, frame: bytes | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else frame.decode())
+
+    async def tap(
+        self, tap_id: str, card: str, op: str = "fare", seq: int | None = None, **fields: object
+    ) -> dict[str, Any]:
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        await self.send(wire.encode_tap(seq, tap_id, card, op, 1_700_000_000_000, fields))
+        return await recv(self.ws)
+
+
+async def authenticate(gw: Gateway, terminal_id: str) -> Term:
+    ws = await connect(gw.url, compression=None)
+    await ws.send(wire.encode_hello(terminal_id).decode())
+    challenge = await recv(ws)
+    assert challenge["type"] == "challenge", challenge
+    sig = sign_proof(_key(terminal_id), terminal_id, challenge["challenge"], challenge["key_id"])
+    await ws.send(wire.encode_proof(terminal_id, challenge["challenge"], sig).decode())
+    welcome = await recv(ws)
+    assert welcome["type"] == "welcome", welcome
+    return Term(ws, terminal_id, seq=welcome["last_seq"])
+
+
+async def balance(gw: Gateway, card: str) -> int:
+    rec = await gw.store.load_card(card)
+    assert rec is not None
+    return int(orjson.loads(rec.state)["balance"])
+
+
+def verified(gw: Gateway, msg: dict[str, Any]) -> bool:
+    keys = {gw.authority.key_id: VerifyKey(bytes.fromhex(gw.authority._signer.public_key_hex))}
+    return verify_auth(keys, wire.auth_fields_from_message(msg), msg["sig"])
+
+
+async def witness_taps_fine(gw: Gateway, tag: str) -> None:
+    """Another terminal, on its own connection, is served normally."""
+    other = await authenticate(gw, SHOP)
+    try:
+        auth = await other.tap(f"witness-{tag}", WITNESS_CARD, "purchase", amount=10)
+        assert auth["result"] == "approved" and verified(gw, auth)
+    finally:
+        await other.ws.close()
+
+
+async def closed(ws: ClientConnection) -> bool:
+    try:
+        await ws.recv()
+    except ConnectionClosed:
+        return True
+    return False
+
+
+async def test_fare_tap_approved_signed_and_durable(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    auth = await t.tap("t1", CARD)
+    assert auth["type"] == "auth" and auth["result"] == "approved" and auth["reason"] == "ok"
+    assert auth["amount"] == 250 and auth["balance"] == 750 and auth["currency"] == "EUR"
+    assert (auth["terminal_id"], auth["tap_id"], auth["seq"]) == (GATE, "t1", t.seq)
+    assert verified(gw, auth)
+    assert await balance(gw, CARD) == 750
+
+
+async def test_retried_tap_answered_identically_and_charged_once(gw: Gateway) -> None:
+    t = await authenticate(gw, SHOP)
+    await t.send(wire.encode_tap(1, "p1", CARD, "purchase", 1_700_000_000_000, {"amount": 300}))
+    first = await t.ws.recv()
+    # Same tap id and content, new seq, on the same connection ...
+    await t.send(wire.encode_tap(2, "p1", CARD, "purchase", 1_700_000_000_000, {"amount": 300}))
+    assert await t.ws.recv() == first
+    await t.ws.close()
+    # ... and on a new connection to a second gateway process with nothing in memory, as after
+    # a restart: the original comes back from Redis.
+    async with open_gateway(gw.config) as restarted:
+        t2 = await authenticate(restarted, SHOP)
+        assert t2.seq == 1  # welcome.last_seq: the highest committed seq (the retry wrote nothing)
+        tap = wire.encode_tap(3, "p1", CARD, "purchase", 1_700_000_000_000, {"amount": 300})
+        await t2.send(tap)
+        assert await t2.ws.recv() == first
+        await t2.ws.close()
+    assert await balance(gw, CARD) == 700
+
+
+async def test_retried_tap_id_with_changed_content_is_refused(gw: Gateway) -> None:
+    t = await authenticate(gw, SHOP)
+    assert (await t.tap("p2", CARD, "purchase", amount=100))["result"] == "approved"
+    err = await t.tap("p2", CARD, "purchase", amount=999)
+    assert err["type"] == "error" and err["code"] == "tap_id_reused" and not err["fatal"]
+    err = await t.tap("p2", WITNESS_CARD, "purchase", amount=100)
+    assert err["code"] == "tap_id_reused"
+    assert await balance(gw, CARD) == 900 and await balance(gw, WITNESS_CARD) == 10_000
+    # the connection goes on
+    assert (await t.tap("p3", CARD, "purchase", amount=100))["result"] == "approved"
+
+
+async def test_declines_are_signed_with_reasons(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    unknown = await t.tap("d1", "no-such-card")
+    assert (unknown["result"], unknown["reason"]) == ("declined", "unknown_card")
+    poor = await t.tap("d2", POOR_CARD)
+    assert (poor["result"], poor["reason"], poor["amount"]) == ("declined", "insufficient_funds", 0)
+    wrong_kind = await t.tap("d3", CARD, "purchase", amount=100)  # a gate is not a till
+    assert (wrong_kind["result"], wrong_kind["reason"]) == ("declined", "unsupported_operation")
+    assert all(verified(gw, m) for m in (unknown, poor, wrong_kind))
+    assert await balance(gw, POOR_CARD) == 100 and await balance(gw, CARD) == 1_000
+
+
+async def test_repeat_tap_at_same_gate_not_charged_twice(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    assert (await t.tap("r1", CARD))["amount"] == 250
+    again = await t.tap("r2", CARD)
+    assert (again["result"], again["reason"], again["amount"]) == ("approved", "repeat_tap", 0)
+    assert await balance(gw, CARD) == 750
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("x" * (wire.MAX_FRAME_BYTES + 1), "frame_too_large"),
+        ("{not json", "malformed"),
+        ('{"v":1,"type":"launch_rockets"}', "unknown_type"),
+        ('{"v":1,"type":"tap","tap_id":"m1","card":"card-1","op":"fare","terminal_time":1}',
+         "missing_field"),
+        ('{"v":1,"type":"tap","seq":"7","tap_id":"m1","card":"card-1","op":"fare",'
+         '"terminal_time":1}', "bad_field"),
+        ('{"v":1,"type":"tap","seq":true,"tap_id":"m1","card":"card-1","op":"fare",'
+         '"terminal_time":1}', "bad_field"),
+        ('{"v":1,"type":"tap","seq":99,"tap_id":"m1","card":"card-1","op":"fly",'
+         '"terminal_time":1}', "unknown_op"),
+        ('{"v":2,"type":"heartbeat","t":1}', "unsupported_version"),
+    ],
+)
+async def test_bad_frames_after_authentication(gw: Gateway, frame: str, code: str) -> None:
+    t = await authenticate(gw, GATE)
+    await t.send(frame)
+    err = await recv(t.ws)
+    assert err["type"] == "error" and err["code"] == code, err
+    if err["fatal"]:
+        assert code in wire.ALWAYS_FATAL and await closed(t.ws)
+    else:
+        await t.send(wire.encode_heartbeat(5))
+        assert (await recv(t.ws))["type"] == "heartbeat_ack"
+    assert await balance(gw, CARD) == 1_000
+    await witness_taps_fine(gw, code)
+
+
+async def test_binary_frame_is_malformed(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    await t.ws.send(wire.encode_tap(1, "bin", CARD, "fare", 1))  # bytes: a binary frame
+    err = await recv(t.ws)
+    assert (err["code"], err["fatal"]) == ("malformed", False)
+    assert await balance(gw, CARD) == 1_000
+
+
+async def test_frame_beyond_transport_limit_closes_only_that_connection(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    await t.send("y" * (gw.config.max_ws_message + 1))
+    assert await closed(t.ws)
+    assert t.ws.close_code == 1009
+    await witness_taps_fine(gw, "huge")
+
+
+async def test_tap_before_authentication(gw: Gateway) -> None:
+    ws = await connect(gw.url, compression=None)
+    await ws.send(wire.encode_tap(1, "early", CARD, "fare", 1).decode())
+    err = await recv(ws)
+    assert (err["code"], err["fatal"]) == ("not_authenticated", True)
+    assert await closed(ws)
+    assert await balance(gw, CARD) == 1_000
+    await witness_taps_fine(gw, "early")
+
+
+async def test_unknown_and_revoked_terminals(gw: Gateway) -> None:
+    for tid, code in (("ghost-9", "unknown_terminal"), (REVOKED, "terminal_revoked")):
+        ws = await connect(gw.url, compression=None)
+        await ws.send(wire.encode_hello(tid).decode())
+        err = await recv(ws)
+        assert (err["code"], err["fatal"]) == (code, True)
+        assert await closed(ws)
+
+
+async def _hello(gw: Gateway, tid: str) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await connect(gw.url, compression=None)
+    await ws.send(wire.encode_hello(tid).decode())
+    return ws, await recv(ws)
+
+
+async def test_bad_and_missing_proof_signature(gw: Gateway) -> None:
+    ws, ch = await _hello(gw, GATE)
+    wrong = sign_proof(_key("somebody else"), GATE, ch["challenge"], ch["key_id"])
+    await ws.send(wire.encode_proof(GATE, ch["challenge"], wrong).decode())
+    assert (await recv(ws))["code"] == "bad_proof"
+    assert await closed(ws)
+
+    ws, ch = await _hello(gw, GATE)
+    await ws.send(orjson.dumps({"v": 1, "type": "proof", "terminal_id": GATE,
+                                "challenge": ch["challenge"]}).decode())
+    assert (await recv(ws))["code"] == "missing_field"
+    assert await closed(ws)
+    await witness_taps_fine(gw, "proof")
+
+
+async def test_replayed_proof_from_another_connection_is_refused(gw: Gateway) -> None:
+    ws1, ch1 = await _hello(gw, GATE)
+    proof = wire.encode_proof(
+        GATE, ch1["challenge"], sign_proof(_key(GATE), GATE, ch1["challenge"], ch1["key_id"])
+    ).decode()
+    await ws1.send(proof)
+    assert (await recv(ws1))["type"] == "welcome"
+    await ws1.close()
+    # An eavesdropper replays the captured proof on a connection of its own.
+    ws2, ch2 = await _hello(gw, GATE)
+    assert ch2["challenge"] != ch1["challenge"]
+    await ws2.send(proof)
+    assert (await recv(ws2))["code"] == "bad_proof"
+    assert await closed(ws2)
+    # ... and a proof sent twice on the same connection is unexpected.
+    t = await authenticate(gw, GATE)
+    await t.send(proof)
+    assert (await recv(t.ws))["code"] == "unexpected_message"
+
+
+async def test_sequence_going_backwards_is_refused(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    assert (await t.tap("s1", CARD, seq=10))["result"] == "approved"
+    err = await t.tap("s2", WITNESS_CARD, seq=9)
+    assert (err["code"], err["fatal"], err["seq"], err["tap_id"]) == (
+        "seq_out_of_order", False, 9, "s2")
+    err = await t.tap("s3", WITNESS_CARD, seq=10)
+    assert err["code"] == "seq_out_of_order"
+    assert await balance(gw, WITNESS_CARD) == 10_000
+    assert (await t.tap("s4", WITNESS_CARD, seq=11))["result"] == "approved"
+
+
+async def test_second_connection_for_same_terminal_is_refused(gw: Gateway) -> None:
+    first = await authenticate(gw, GATE)
+    ws, ch = await _hello(gw, GATE)
+    sig = sign_proof(_key(GATE), GATE, ch["challenge"], ch["key_id"])
+    await ws.send(wire.encode_proof(GATE, ch["challenge"], sig).decode())
+    err = await recv(ws)
+    assert (err["code"], err["fatal"]) == ("already_connected", True)
+    assert await closed(ws)
+    assert (await first.tap("after-dup", CARD))["result"] == "approved"
+
+
+async def test_heartbeat(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    await t.send(wire.encode_heartbeat(42))
+    ack = await recv(t.ws)
+    assert ack["type"] == "heartbeat_ack" and ack["t"] == 42
+
+
+async def test_silent_and_unauthenticated_connections_are_closed(redis_url: str,
+                                                                tmp_path: Path) -> None:
+    config = GatewayConfig(port=0, redis_url=redis_url, data_dir=tmp_path, heartbeat_s=1,
+                           idle_heartbeats=1, handshake_timeout_s=0.2)
+    async with open_gateway(config) as gateway:
+        await enroll_terminal(gateway.store, GATE, bytes(_key(GATE).verify_key).hex(),
+                              kind="gate", operator="metro", network="METRO")
+        mute = await connect(gateway.url, compression=None)  # never says hello
+        t = await authenticate(gateway, GATE)  # authenticates, then falls silent
+        assert await closed(mute)
+        assert await closed(t.ws)
+        assert len(gateway.connections) == 0
