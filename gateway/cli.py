@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from terminal_sim.demo import run_demo
 
-    _run(run_demo, _config(args), args.terminals, args.cards, args.rate, args.seed)
+    _run(run_demo, _config(args), args.terminals, args.cards, args.rate, args.seed, args.period)
     return 0
 
 
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cards", type=int, default=500)
     p.add_argument("--rate", type=float, default=50.0, help="taps per second")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--period", type=float, default=10.0, help="seconds between report lines")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("sim", help="drive simulated terminals against a gateway, open loop")
@@ -136,12 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("bench", help="gateway vs bare websockets echo server, same load client")
-    p.add_argument("--rate", type=float, default=5000.0, help="taps per second (open loop)")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds per measured run")
+    p.add_argument("--rate", type=float, default=2500.0,
+                   help="base offered rate; each target is tried at 0.5x..4x of it")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per step")
     p.add_argument("--terminals", type=int, default=500)
     p.add_argument("--cards", type=int, default=20000)
     p.add_argument("--processes", type=int, default=1, help="load client processes")
     p.add_argument("--appendfsync", choices=("always", "everysec", "no"), default="everysec")
+    p.add_argument("--verify", action="store_true",
+                   help="verify every signature in the load client (costs client CPU)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.set_defaults(func=cmd_bench)
 
@@ -191,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
             required=os.environ.get("REDIS_URL") is None,
         )
     p.set_defaults(func=cmd_cards)
+
+    from gateway.fares_cli import add_fares_parser
+
+    add_fares_parser(sub)
     return parser
 
 

@@ -1,15 +1,16 @@
 """The file side of GTFS fares: read a feed directory and hand its text to the pure parser.
 
 This module owns the only file reads of the fare engine. It reads the files `parse_feed` knows
-(`policies.gtfs.FEED_FILES`) that exist in the directory, as UTF-8, leaving BOMs and line ends
-for the parser, and skips the rest of the feed (trips.txt and stop_times.txt can be large).
+(`policies.gtfs.FEED_FILES`, plus the fare files it only reports as unsupported) that exist in
+the directory, as UTF-8, leaving BOMs and line ends for the parser, and skips the rest of the
+feed (trips.txt and stop_times.txt can be large).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from policies.gtfs import FEED_FILES, FareFeed, FeedError, parse_feed
+from policies.gtfs import FEED_FILES, UNSUPPORTED_FILES, FareFeed, FeedError, parse_feed
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """A fare file larger than this is refused rather than read into memory."""
@@ -21,7 +22,7 @@ def read_feed_files(path: str | Path) -> dict[str, str]:
     if not root.is_dir():
         raise FeedError(str(root), None, None, "not a directory")
     files: dict[str, str] = {}
-    for name in FEED_FILES:
+    for name in (*FEED_FILES, *UNSUPPORTED_FILES):
         file = root / name
         if not file.is_file():
             continue

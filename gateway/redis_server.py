@@ -67,6 +67,8 @@ class RedisServer:
             raise ValueError(
                 f"appendfsync must be always, everysec or no, not {self.appendfsync!r}"
             )
+        # Absolute: redis-server changes into --dir before it opens the log file.
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)

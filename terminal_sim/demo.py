@@ -16,7 +16,12 @@ REPORT_PERIOD_S = 10.0
 
 
 async def run_demo(
-    config: GatewayConfig, terminals: int, cards: int, rate: float, seed: int
+    config: GatewayConfig,
+    terminals: int,
+    cards: int,
+    rate: float,
+    seed: int,
+    period_s: float = REPORT_PERIOD_S,
 ) -> None:
     async with open_gateway(config) as gw:
         fleet = make_fleet(terminals, seed)
@@ -39,7 +44,7 @@ async def run_demo(
                 card_ids,
                 keys,
                 rate=rate,
-                duration=REPORT_PERIOD_S,
+                duration=period_s,
                 seed=seed * 100_000 + period,
                 drain_s=5.0,
                 tap_prefix=f"d{seed}p{period}",

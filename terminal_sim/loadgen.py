@@ -44,7 +44,7 @@ import os
 import queue
 import time
 from array import array
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,15 +95,22 @@ class LoadSpec:
         return round(self.rate * self.duration)
 
 
+#: Called once per process on its freshly opened connections, before the run starts: e.g. to
+#: authenticate them. Arguments: the connections, this process's slot, the number of slots.
+Prepare = Callable[[Sequence[WsConnection], int, int], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where to connect: ``connections`` websockets to ``ws://host:port{path}``."""
+    """Where to connect: ``connections`` websockets to ``ws://host:port{path}``; ``prepare``
+    (picklable, for multi-process runs) readies them before the load starts."""
 
     host: str
     port: int
     path: str = "/"
     connections: int = 100
     connect_concurrency: int = 64
+    prepare: Prepare | None = None
 
 
 @dataclass
@@ -484,6 +491,8 @@ async def run_load(
     """Connect, run :func:`run_open_loop`, close. The one-process building block."""
     conns = await open_connections(target, connections)
     try:
+        if target.prepare is not None:
+            await target.prepare(conns, slot, slots)
         return await run_open_loop(conns, spec, start_at=start_at, slot=slot, slots=slots)
     finally:
         await close_connections(conns)
@@ -517,6 +526,8 @@ def _worker(
     async def main() -> LoadResult:
         conns = await open_connections(target, n_conns)
         try:
+            if target.prepare is not None:
+                await target.prepare(conns, slot, slots)
             ready_q.put(("ready", slot, None))
             loop = asyncio.get_running_loop()
             start_at: float = await loop.run_in_executor(None, start_q.get)

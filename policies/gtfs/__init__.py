@@ -11,7 +11,7 @@ file, reads a clock or draws a random number; the agency timezone is the only ou
 from policies.gtfs.errors import QUOTE_ERROR_CODES, FeedError, QuoteError
 from policies.gtfs.model import FareFeed
 from policies.gtfs.money import format_minor
-from policies.gtfs.parse import FEED_FILES, parse_feed
+from policies.gtfs.parse import FEED_FILES, UNSUPPORTED_FILES, parse_feed
 from policies.gtfs.quote import (
     AppliedTransfer,
     JourneyQuote,
@@ -25,6 +25,7 @@ from policies.gtfs.quote import (
 __all__ = [
     "FEED_FILES",
     "QUOTE_ERROR_CODES",
+    "UNSUPPORTED_FILES",
     "AppliedTransfer",
     "FareFeed",
     "FeedError",

@@ -11,7 +11,8 @@ This module owns the spec's leg matching and product choice:
 - Among the matched rules' products, the offers (rows of fare_products.txt) for the rider's
   category and fare medium qualify (an empty category or medium in an offer means any); if none
   does, the feed's default rider category is tried. The cheapest qualifying offer is charged;
-  ties go to the earlier rule, then the earlier row.
+  on a tie the row naming the medium (then the category) beats a row leaving it empty, then
+  the earlier rule, then the earlier row.
 """
 
 from __future__ import annotations
@@ -87,15 +88,16 @@ def cheapest_offer(
     if feed.default_category is not None and feed.default_category != category:
         tries.append(feed.default_category)
     for attempt, cat in enumerate(tries):
-        best: tuple[int, Offer] | None = None
+        best: tuple[tuple[int, bool, bool], int, Offer] | None = None
         for position, product_id in enumerate(product_ids):
             for offer in feed.products[product_id].offers:
-                if offer_fits(offer, cat, medium) and (
-                    best is None or offer.amount < best[1].amount
-                ):
-                    best = (position, offer)
+                if not offer_fits(offer, cat, medium):
+                    continue
+                key = (offer.amount, offer.fare_media_id is None, offer.rider_category_id is None)
+                if best is None or key < best[0]:
+                    best = (key, position, offer)
         if best is not None:
-            return best[0], best[1], cat if attempt else None
+            return best[1], best[2], cat if attempt else None
     return None
 
 

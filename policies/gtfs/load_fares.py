@@ -52,7 +52,7 @@ def _ignored_columns(table: Table, columns: Collection[str], notes: list[str]) -
             )
 
 
-def load_fare_media(table: Table | None) -> dict[str, FareMedium]:
+def load_fare_media(table: Table | None, notes: list[str]) -> dict[str, FareMedium]:
     if table is None:
         return {}
     table.require_columns("fare_media_id", "fare_media_type")
@@ -65,6 +65,7 @@ def load_fare_media(table: Table | None) -> dict[str, FareMedium]:
         if kind is None:
             raise row.error("fare_media_type", "a value is required")
         media[media_id] = FareMedium(media_id, row.get("fare_media_name"), kind)
+    _ignored_columns(table, ("rider_category_id",), notes)  # not a fare_media.txt column
     return media
 
 

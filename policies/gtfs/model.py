@@ -162,7 +162,7 @@ class MatchIndex:
     leg_groups: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class FareFeed:
     """A validated fare feed. Built by `parse_feed`; never changes afterwards."""
 
@@ -196,6 +196,9 @@ class FareFeed:
     index: MatchIndex
     notes: tuple[str, ...]
     """What the loader tolerated or ignored, for the tariff writer (`fares check` prints them)."""
+
+    def __repr__(self) -> str:
+        return f"FareFeed(name={self.name!r}, version={self.version!r})"
 
     def validity(self) -> tuple[str | None, str | None]:
         """The validity dates as ISO strings, for display."""

@@ -53,6 +53,9 @@ FEED_FILES = (
 )
 """Every file `parse_feed` reads; others (trips.txt, stop_times.txt, ...) are ignored."""
 
+UNSUPPORTED_FILES = ("fare_leg_join_rules.txt", "fare_attributes.txt", "fare_rules.txt")
+"""Fare files this engine does not implement: their presence is reported in `FareFeed.notes`."""
+
 REQUIRED_FILES = (
     "agency.txt",
     "routes.txt",
@@ -72,7 +75,9 @@ def parse_feed(files: Mapping[str, str], *, name: str) -> FareFeed:
     def opt(file: str) -> Table | None:
         return tables.get(file)
 
-    notes: list[str] = []
+    notes: list[str] = [
+        f"{file}: not implemented, ignored" for file in UNSUPPORTED_FILES if file in files
+    ]
     agency = load_agency(tables["agency.txt"])
     info = load_feed_info(opt("feed_info.txt"))
     services = load_services(opt("calendar.txt"), opt("calendar_dates.txt"))
@@ -89,7 +94,7 @@ def parse_feed(files: Mapping[str, str], *, name: str) -> FareFeed:
         opt("areas.txt"),
         opt("stop_areas.txt"),
     )
-    media = load_fare_media(opt("fare_media.txt"))
+    media = load_fare_media(opt("fare_media.txt"), notes)
     categories, default_category = load_rider_categories(opt("rider_categories.txt"), notes)
     products, currency, digits = load_products(
         tables["fare_products.txt"], media, categories, notes

@@ -127,8 +127,8 @@ def read_table(file: str, text: str) -> Table:
         text = text.replace("\r", "\n")  # classic Mac line ends
     # Split on "\n" only (str.splitlines would also split on U+2028 etc. inside a field) and
     # keep the terminator so the csv module sees real line ends and counts physical lines.
-    lines = [line + "\n" for line in text.split("\n")]
-    reader = csv.reader(lines)
+    lines = [line + "\n" for line in text.removesuffix("\n").split("\n")]
+    reader = csv.reader(lines, strict=True)
     header: tuple[str, ...] | None = None
     rows: list[Row] = []
     try:

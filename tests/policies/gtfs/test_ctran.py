@@ -214,8 +214,8 @@ def test_new_years_eve_free_service() -> None:
     assert q.total == 125 and q.legs[0].timeframe == "REGULAR"
 
 
-def test_free_night_ride_then_transfer_is_free() -> None:
-    # SYSTEM_FREE -> EXPRESS within 9000 s: fare_transfer_rules.txt line 19, FREE_FARE (0.00).
+def test_new_years_night_journey_is_free() -> None:
+    # Both legs start in an NYE timeframe (timeframes.txt lines 10 and 11): both FREE_FARE.
     q = quote_journey(
         F,
         [leg(F, "050", "2025-12-31T23:00"), leg(F, "105", "2026-01-01T00:30")],
@@ -223,6 +223,23 @@ def test_free_night_ride_then_transfer_is_free() -> None:
         fare_media="2",
     )
     assert q.total == 0
+    assert [lq.fare_product_id for lq in q.legs] == ["FREE_FARE", "FREE_FARE"]
+
+
+def test_ride_after_the_free_night_within_9000s_is_free() -> None:
+    # Leg 1 at 02:30 on Jan 1 is free (NYE, as above). Leg 2 at 04:30 is REGULAR only, own fare
+    # 125, but 7200 s after leg 1: fare_transfer_rules.txt line 18, SYSTEM_FREE -> LOCAL,
+    # FREE_FARE (fare_products.txt line 94, 0.00), type 0 -> leg 2 costs 0.
+    q = quote_journey(
+        F,
+        [leg(F, "050", "2026-01-01T02:30"), leg(F, "050", "2026-01-01T04:30")],
+        rider_category="ADULT",
+        fare_media="2",
+    )
+    assert [lq.amount for lq in q.legs] == [0, 0]
+    assert q.legs[1].full_fare == 125
+    assert q.legs[1].transfer is not None
+    assert q.legs[1].transfer.rule == "fare_transfer_rules.txt line 18"
 
 
 def test_minute_gap_between_timeframes_has_no_fare() -> None:
