@@ -63,7 +63,7 @@ class GatewayTaps:
 
     def make(self, i: int) -> tuple[Hashable, bytes]:
         part = self._by_slot[i % self.slots]
-        terminal_id, op = part[(i // self.slots) % len(part)]
+        _terminal_id, op = part[(i // self.slots) % len(part)]
         tap_id = f"{self.run}-{i}"
         card = f"sim{self.seed}-card-{(i * 7919) % self.cards:07d}"
         fields: dict[str, object] = {"amount": 250} if op in ("purchase", "topup") else {}
@@ -107,7 +107,7 @@ class Step:
     @property
     def sustained(self) -> bool:
         r = self.result
-        return (
+        return bool(
             r["lost"] == 0
             and r["unmatched"] == 0
             and r["errors"] == 0
@@ -165,7 +165,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                                      reply_key=msgs.key, warmup=1.0),
             rates, procs)
     finally:
-        _stop(echo)  # type: ignore[arg-type]
+        _stop(echo)
 
     print(f"gateway (embedded Redis, AOF appendfsync={args.appendfsync}):", flush=True)
     with tempfile.TemporaryDirectory(prefix="citycard-bench-") as tmp:

@@ -27,7 +27,9 @@ def test_demo_serves_a_simulated_city(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(ln.lstrip().startswith("[1]") for ln in lines):
+        while time.monotonic() < deadline and not any(
+            ln.lstrip().startswith("[1]") for ln in lines
+        ):
             line = proc.stdout.readline()
             if not line:
                 break
