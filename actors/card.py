@@ -113,7 +113,9 @@ class CardActor:
         self._deps = deps
         self.state: CardState | None = None
         self.version = 0
-        self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        # Created on the first tap: most resident cards sit idle, and every object per idle card
+        # is one more for the garbage collector to walk.
+        self._cache: OrderedDict[tuple[str, str], bytes] | None = None
 
     async def on_activate(self) -> None:
         await self._load()
@@ -131,6 +133,8 @@ class CardActor:
             self.version = rec.version
 
     def _remember(self, key: tuple[str, str], record: bytes) -> None:
+        if self._cache is None:
+            self._cache = OrderedDict()
         self._cache[key] = record
         if len(self._cache) > MAX_CACHED_TAPS:
             self._cache.popitem(last=False)
@@ -143,7 +147,7 @@ class CardActor:
 
     async def handle(self, req: TapRequest) -> TapReply:
         key = (req.terminal_id, req.tap_id)
-        cached = self._cache.get(key)
+        cached = self._cache.get(key) if self._cache is not None else None
         if cached is not None:
             return self._replay(req, cached)
         for _ in range(MAX_CAS_RETRIES):

@@ -3,15 +3,26 @@
 An :class:`ActorRegistry` holds *virtual actors*: one per key, activated on the first
 :meth:`~ActorRegistry.ask` for that key and passivated when idle or when room is needed.
 
-* **Mailbox** — a bounded FIFO (``collections.deque`` + an ``anyio.Event`` that wakes the actor's
-  task). ``ask`` never waits for room: a full mailbox raises :class:`MailboxFull` at once and the
-  message is not queued.
-* **One message at a time** — each resident actor has its own task in the registry's task group;
-  ``on_activate``, every ``handle`` and ``on_passivate`` run there, in order, never overlapping.
-  Different keys run concurrently.
-* **Activation** — the factory builds the instance and ``on_activate`` runs in the actor's task
-  before the first message. If either raises, every queued asker gets :class:`ActorUnavailable`
+* **Idle actors cost no task** — a resident actor with nothing to do is just its instance in a
+  ``key -> instance`` table: no task, event, mailbox or record of the runtime's own, so the
+  garbage collector sees one object per idle actor (the instance, plus what it holds). An actor
+  that gets a message is put on a *ready queue* served by a pool of *worker tasks* shared by all
+  actors; a worker handles the actor's messages until its mailbox is empty, puts it back in the
+  idle table and serves the next ready actor (letting other tasks run every 32 actors). While
+  actors wait, one more worker is always woken or started, so a handler that blocks never holds
+  up other keys; a worker without work for ``linger_s`` ends. So the pool follows the number of
+  handlers in progress, not the number of actors, and a message pays for no task spawn while a
+  worker is idle. Handlers run in a worker's context (``contextvars``), not the asker's.
+* **Mailbox** — a bounded FIFO (``collections.deque``, made when a message finds the actor
+  idle). ``ask`` never waits for room: a full mailbox raises :class:`MailboxFull` at once and
+  the message is not queued.
+* **One message at a time** — an actor is served by at most one worker at a time;
+  ``on_activate``, every ``handle`` and ``on_passivate`` run one after the other, never
+  overlapping. Different keys run concurrently.
+* **Activation** — the factory builds the instance and ``on_activate`` runs in a worker before
+  the first message. If either raises, every queued asker gets :class:`ActorUnavailable`
   (``__cause__`` is the original error) and the entry is removed; the next ask starts afresh.
+  An idle actor keeps its instance: its next message is handled without activating again.
 * **Supervision** — if ``handle`` raises, that asker gets the exception and the instance is thrown
   away *without* ``on_passivate`` (its state may be corrupt); a fresh instance is built and
   activated before the next message. More than ``max_restarts`` crashes within
@@ -20,10 +31,12 @@ An :class:`ActorRegistry` holds *virtual actors*: one per key, activated on the 
 * **Passivation** — one reaper task (waking every ``idle_timeout_s / 4``, at most every 10 ms)
   passivates actors idle (nothing handled or queued) for ``idle_timeout_s`` — at the latest one
   reaper interval later. When an activation would exceed ``max_resident`` the least recently
-  used idle actor is passivated first; if none of the 128 least recently used actors is idle,
-  ``ask`` raises :class:`Overloaded`. A message that arrives for an actor being passivated is
-  never lost: if ``on_passivate`` has not started yet the passivation is aborted, otherwise the
-  message waits for it and a fresh instance is then activated to handle it.
+  used idle actor is passivated first; if none is idle, ``ask`` raises :class:`Overloaded`.
+  Idle actors are passivated by at most 32 passivation tasks taking them in turn (so reaping or
+  shutting down 50 000 actors spawns no task per actor); an actor that is being served is
+  passivated by its worker once its mailbox is empty. A message that arrives for an actor being
+  passivated is never lost: if ``on_passivate`` has not started yet the passivation is aborted,
+  otherwise the message waits for it and a fresh instance is then activated to handle it.
 * **Timeouts** — ``ask(..., timeout=)`` raises the builtin :class:`TimeoutError`. One timer task
   serves all deadlines (a cancel scope per ask would cost more than the rest of ``ask``), so a
   timeout fires up to 5 ms late. A timed-out message not yet started is skipped; one already
@@ -32,12 +45,15 @@ An :class:`ActorRegistry` holds *virtual actors*: one per key, activated on the 
   every actor drain its mailbox and calls ``on_passivate`` on each, waiting at most
   ``shutdown_timeout_s`` (shielded from an outer cancellation), then cancels what is left;
   askers whose message was not handled get :class:`RegistryClosed`. If the enclosing scope is
-  cancelled, the actor tasks are cancelled too: handlers in progress are interrupted (no
-  ``on_passivate`` for those instances) and idle instances are still passivated, shielded.
+  cancelled, the workers are cancelled too: handlers in progress are interrupted (no
+  ``on_passivate`` for those instances), messages not started get :class:`RegistryClosed`, and
+  every other instance is still passivated, shielded, until ``shutdown_timeout_s`` has passed.
 
 Time comes from :func:`anyio.current_time` / :func:`anyio.sleep`, so trio's ``MockClock`` drives
-it in tests. Cost: one task per resident actor (about 6 KB each on asyncio, most of it anyio's
-and asyncio's task and event objects), two ``anyio.Event`` per ask.
+it in tests. Cost: an idle actor is its instance plus about 150 bytes of table entries; an actor
+with messages also has a small record and a mailbox until they are handled; one task per
+handler in progress (plus idle workers for ``linger_s``); one ``anyio.Event`` per ask and one
+per worker wake-up.
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 __all__ = [
@@ -72,14 +89,17 @@ R = TypeVar("R")
 M_contra = TypeVar("M_contra", contravariant=True)
 R_co = TypeVar("R_co", covariant=True)
 
-#: How many least-recently-used entries an activation looks at to find an idle victim when
-#: ``max_resident`` is reached (keeps an overloaded registry O(1) per ask).
-_EVICTION_SCAN = 128  # named in the module docstring
 #: The reaper never wakes more often than this (seconds).
 _MIN_REAP_INTERVAL_S = 0.01
 #: Ask timeouts fire up to this late: the timer task batches expiries instead of waking once
 #: per ask (and a cancel scope per ask would cost more than the rest of ``ask`` together).
 _TIMER_RESOLUTION_S = 0.005
+#: The linger sweeper (ending idle workers) never wakes more often than this (seconds).
+_MIN_LINGER_SWEEP_S = 0.005
+#: A worker lets other tasks run after serving this many actors in a row without a break.
+_WORKER_BATCH = 32
+#: At most this many tasks passivate idle actors (idle timeout, LRU eviction, shutdown).
+_PASSIVATION_WORKERS = 32
 
 
 class ActorError(Exception):
@@ -110,7 +130,7 @@ class RegistryClosed(ActorError):
 
 
 class Actor(Protocol[M_contra, R_co]):
-    """What the registry drives. All three methods run in the actor's own task."""
+    """What the registry drives. The registry never runs two of these at once for one actor."""
 
     async def on_activate(self) -> None:
         """Load state (e.g. from Redis) before the first message. May raise."""
@@ -137,28 +157,41 @@ class _Envelope(Generic[M, R]):
 
 
 class _Slot(Generic[K, M, R]):
-    """Registry-side state of one resident actor (the instance lives in its task)."""
+    """An actor with work: messages, or a passivation in progress. Idle actors have none.
+
+    A slot is owned by one party at a time — the ready queue, the worker serving it, or the
+    passivation task that made it — and only the owner calls the instance.
+    """
 
     __slots__ = (
+        "actor",
         "counted",
         "crash_times",
         "key",
-        "last_active",
         "mailbox",
         "passivating",
         "stop_requested",
-        "wake",
     )
 
-    def __init__(self, key: K) -> None:
+    def __init__(self, key: K, actor: Actor[M, R] | None) -> None:
         self.key = key
+        self.actor = actor  # an activated instance, or None
         self.mailbox: deque[_Envelope[M, R]] = deque()
-        self.wake: anyio.Event | None = None  # set while the task is idle, waiting for mail
         self.stop_requested = False  # passivate once the mailbox is empty
         self.passivating = False  # on_passivate is running
         self.counted = True  # counted against max_resident (False once asked to stop)
-        self.last_active = 0  # reaper tick at which the mailbox last drained
         self.crash_times: deque[float] | None = None
+
+
+class _Worker:
+    """A worker task's parking spot while it waits for work."""
+
+    __slots__ = ("expired", "since", "wake")
+
+    def __init__(self) -> None:
+        self.wake: anyio.Event | None = None
+        self.since = 0  # linger tick at which it became idle
+        self.expired = False  # woken to end, not for work
 
 
 def _unavailable(msg: str, cause: BaseException | None) -> ActorUnavailable:
@@ -172,7 +205,7 @@ class ActorRegistry(Generic[K, M, R]):
 
     Use as ``async with ActorRegistry(factory, name="cards") as reg: await reg.ask(key, msg)``.
 
-    :param factory: builds a fresh (not yet activated) actor for a key. Called in the actor's
+    :param factory: builds a fresh (not yet activated) actor for a key. Called in a worker
         task; an exception counts as an activation failure.
     :param name: used in log messages and task names.
     :param mailbox_size: messages waiting per actor, not counting the one being handled
@@ -186,6 +219,10 @@ class ActorRegistry(Generic[K, M, R]):
     :param restart_window_s: the sliding window for ``max_restarts`` (default 60 s).
     :param shutdown_timeout_s: how long leaving the context waits for mailboxes to drain and
         ``on_passivate`` to finish before cancelling the rest (default 10 s).
+    :param linger_s: how long a worker task with nothing to do waits for work before it ends —
+        between half of it and all of it, 5 ms resolution (default 1 s). Longer keeps the
+        workers of a bursty load (no task spawn per burst); 0 ends a worker as soon as the
+        ready queue is empty.
     """
 
     def __init__(
@@ -199,6 +236,7 @@ class ActorRegistry(Generic[K, M, R]):
         max_restarts: int = 3,
         restart_window_s: float = 60.0,
         shutdown_timeout_s: float = 10.0,
+        linger_s: float = 1.0,
     ) -> None:
         if mailbox_size < 1:
             raise ValueError("mailbox_size must be >= 1")
@@ -208,6 +246,8 @@ class ActorRegistry(Generic[K, M, R]):
             raise ValueError("timeouts must be positive")
         if max_restarts < 0:
             raise ValueError("max_restarts must be >= 0")
+        if not linger_s >= 0:  # also refuses NaN
+            raise ValueError("linger_s must be >= 0")
         self._factory = factory
         self.name = name
         self._mailbox_size = mailbox_size
@@ -216,14 +256,31 @@ class ActorRegistry(Generic[K, M, R]):
         self._max_restarts = max_restarts
         self._restart_window_s = restart_window_s
         self._shutdown_timeout_s = shutdown_timeout_s
+        self._linger_s = linger_s
 
-        # Insertion order == least recently asked first (ask moves its key to the end).
-        self._entries: OrderedDict[K, _Slot[K, M, R]] = OrderedDict()
-        self._live = 0  # entries with counted=True
+        # Actors with work: ready, being served, or being passivated.
+        self._active: dict[K, _Slot[K, M, R]] = {}
+        # Idle actors: key -> instance (None after a crash: restarted lazily), least recently
+        # used first, and the reaper tick at which each became idle (ints: an idle actor is no
+        # GC-tracked object but its instance).
+        self._idle: OrderedDict[K, Actor[M, R] | None] = OrderedDict()
+        self._idle_since: dict[K, int] = {}
+        # Idle actors to passivate (no longer counted in _live), first come first served.
+        self._doomed: OrderedDict[K, Actor[M, R]] = OrderedDict()
+        self._crash_log: dict[K, deque[float]] = {}  # recent crash times of idle/doomed actors
+        self._live = 0  # idle actors + slots with counted=True
+        # Workers: actors waiting for one, idle workers (longest idle first), and how many
+        # workers were started or woken and have not looked at the ready queue yet.
+        self._ready: deque[_Slot[K, M, R]] = deque()
+        self._idle_workers: deque[_Worker] = deque()
+        self._waking = 0
+        self._linger_tick = 0
+        self._passivators = 0  # tasks passivating doomed actors
         self._tg: TaskGroup | None = None
         self._closed = True
         self._used = False
         self._drained: anyio.Event | None = None
+        self._shutdown_deadline: float | None = None
         # Ask deadlines: a heap of [deadline, seq, envelope or None once answered].
         self._deadlines: list[list[Any]] = []
         self._seq = itertools.count()
@@ -261,6 +318,8 @@ class ActorRegistry(Generic[K, M, R]):
         self._closed = False
         tg.start_soon(self._reaper, name=f"{self.name}:reaper")
         tg.start_soon(self._timer, name=f"{self.name}:timer")
+        if self._linger_s > 0:
+            tg.start_soon(self._linger_sweeper, name=f"{self.name}:linger")
         return self
 
     async def __aexit__(
@@ -272,10 +331,13 @@ class ActorRegistry(Generic[K, M, R]):
         assert self._tg is not None
         self._closed = True
         try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self._shutdown_timeout_s):
-                for slot in self._entries.values():
+            # Passivations shielded from an outer cancellation end at this deadline too.
+            with anyio.CancelScope(shield=True, deadline=self._get_shutdown_deadline()):
+                for slot in list(self._active.values()):
                     self._request_stop(slot)
-                if self._entries:
+                for key in list(self._idle):
+                    self._stop_idle(key)
+                if self.resident:
                     self._drained = anyio.Event()
                     await self._drained.wait()
         finally:
@@ -287,7 +349,7 @@ class ActorRegistry(Generic[K, M, R]):
     @property
     def resident(self) -> int:
         """Actors in memory, including any whose passivation is in progress."""
-        return len(self._entries)
+        return len(self._active) + len(self._idle) + len(self._doomed)
 
     def stats(self) -> dict[str, int]:
         """Counters since the registry was created, plus the current ``resident`` gauge.
@@ -300,7 +362,7 @@ class ActorRegistry(Generic[K, M, R]):
         asker had already given up (timeout or cancellation).
         """
         return {
-            "resident": len(self._entries),
+            "resident": self.resident,
             "activations": self._n_activations,
             "activation_failures": self._n_activation_failures,
             "passivations": self._n_passivations,
@@ -338,15 +400,10 @@ class ActorRegistry(Generic[K, M, R]):
         """
         if self._closed:
             raise RegistryClosed(f"registry {self.name!r} is not running")
-        slot = self._entries.get(key)
+        slot = self._active.get(key)
         if slot is None:
-            self._admit()
-            slot = _Slot(key)
-            self._entries[key] = slot
-            assert self._tg is not None
-            self._tg.start_soon(self._run, slot)
+            slot = self._start(key)
         else:
-            self._entries.move_to_end(key)
             if len(slot.mailbox) >= self._mailbox_size:
                 self._n_mailbox_full += 1
                 raise MailboxFull(f"{self.name}: mailbox of {key!r} is full")
@@ -357,10 +414,6 @@ class ActorRegistry(Generic[K, M, R]):
                     slot.stop_requested = False  # abort: on_passivate has not started
         env: _Envelope[M, R] = _Envelope(msg, self._new_event())
         slot.mailbox.append(env)
-        wake = slot.wake
-        if wake is not None:
-            slot.wake = None
-            wake.set()
         if timeout is None:
             try:
                 await env.done.wait()
@@ -392,43 +445,115 @@ class ActorRegistry(Generic[K, M, R]):
 
     # ------------------------------------------------------------------ internals
 
+    def _start(self, key: K) -> _Slot[K, M, R]:
+        """A slot on the ready queue for an actor without one: idle, doomed or new."""
+        idle = self._idle
+        actor: Actor[M, R] | None
+        if key in idle:
+            actor = idle.pop(key)
+            del self._idle_since[key]
+        elif key in self._doomed:  # not taken by a passivation task yet: abort it
+            self._admit()
+            actor = self._doomed.pop(key)
+        else:
+            self._admit()
+            actor = None
+        slot = _Slot(key, actor)
+        if self._crash_log:
+            slot.crash_times = self._crash_log.pop(key, None)
+        self._active[key] = slot
+        self._schedule(slot)
+        return slot
+
+    def _schedule(self, slot: _Slot[K, M, R]) -> None:
+        """Queue an actor for a worker (one is woken or started unless one is on its way)."""
+        self._ready.append(slot)
+        if self._waking == 0:
+            self._wake_worker()
+
+    def _wake_worker(self) -> None:
+        self._waking += 1
+        idle_workers = self._idle_workers
+        if idle_workers:
+            worker = idle_workers.pop()  # the most recently idle: the others may expire
+            wake = worker.wake
+            assert wake is not None
+            worker.wake = None
+            wake.set()
+        else:
+            assert self._tg is not None
+            self._tg.start_soon(self._worker, name=f"{self.name}:worker")
+
     def _admit(self) -> None:
         """Count one more live actor, evicting the LRU idle one if at the bound."""
         if self._live >= self._max_resident:
-            budget = _EVICTION_SCAN
-            for slot in self._entries.values():
-                if slot.wake is not None and not slot.stop_requested:
-                    self._n_evictions += 1
-                    self._request_stop(slot)
-                    break
-                budget -= 1
-                if budget == 0:
-                    break
-            if self._live >= self._max_resident:
+            if self._idle:
+                self._n_evictions += 1
+                self._stop_idle(next(iter(self._idle)))
+            else:
                 self._n_overloaded += 1
                 raise Overloaded(f"{self.name}: {self._max_resident} actors resident and none idle")
         self._live += 1
 
     def _request_stop(self, slot: _Slot[K, M, R]) -> None:
-        if slot.stop_requested:
-            return
-        slot.stop_requested = True
-        if slot.counted:
-            slot.counted = False
-            self._live -= 1
-        wake = slot.wake
-        if wake is not None:
-            slot.wake = None
-            wake.set()
-
-    def _remove(self, slot: _Slot[K, M, R]) -> None:
-        if self._entries.get(slot.key) is slot:
-            del self._entries[slot.key]
+        """Passivate an actor with work once its mailbox is empty (done by its worker)."""
+        if not slot.stop_requested:
+            slot.stop_requested = True
             if slot.counted:
                 slot.counted = False
                 self._live -= 1
-            if self._drained is not None and not self._entries:
-                self._drained.set()
+
+    def _stop_idle(self, key: K) -> None:
+        """Passivate an idle actor: doom it, for a passivation task to take."""
+        actor = self._idle.pop(key)
+        del self._idle_since[key]
+        self._live -= 1
+        if actor is None:  # crashed, not restarted: nothing to passivate
+            if self._crash_log:
+                self._crash_log.pop(key, None)
+            self._check_drained()
+            return
+        self._doomed[key] = actor
+        if self._passivators < _PASSIVATION_WORKERS:
+            self._passivators += 1
+            assert self._tg is not None
+            self._tg.start_soon(self._passivator, name=f"{self.name}:passivator")
+
+    def _park(self, slot: _Slot[K, M, R]) -> None:
+        """Nothing left to do: keep the actor as a bare idle instance."""
+        key = slot.key
+        del self._active[key]
+        self._idle[key] = slot.actor
+        self._idle_since[key] = self._tick
+        times = slot.crash_times
+        if times:
+            horizon = anyio.current_time() - self._restart_window_s
+            while times and times[0] <= horizon:
+                times.popleft()
+            if times:
+                self._crash_log[key] = times
+
+    def _remove(self, slot: _Slot[K, M, R]) -> None:
+        if self._active.get(slot.key) is slot:
+            del self._active[slot.key]
+            if slot.counted:
+                slot.counted = False
+                self._live -= 1
+            self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._drained is not None and not self.resident:
+            self._drained.set()
+
+    def _drop(self, slot: _Slot[K, M, R], env: _Envelope[M, R] | None) -> None:
+        """Forget an actor after a cancellation (shutdown) or an unexpected error."""
+        self._remove(slot)
+        closed = f"registry {self.name!r} shut down"
+        if env is not None:
+            self._fail(env, RegistryClosed(closed))
+        mailbox = slot.mailbox
+        while mailbox:
+            self._fail(mailbox.popleft(), RegistryClosed(closed))
 
     @staticmethod
     def _fail(env: _Envelope[M, R], error: BaseException) -> None:
@@ -447,6 +572,15 @@ class ActorRegistry(Generic[K, M, R]):
             times.popleft()
         return len(times) > self._max_restarts
 
+    def _get_shutdown_deadline(self) -> float:
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = anyio.current_time() + self._shutdown_timeout_s
+        return self._shutdown_deadline
+
+    def _shutdown_shield(self) -> anyio.CancelScope:
+        """Shield a passivation from the shutdown's cancellation, up to the shutdown deadline."""
+        return anyio.CancelScope(shield=True, deadline=self._get_shutdown_deadline())
+
     async def _passivate(self, actor: Actor[M, R], key: K) -> None:
         try:
             await actor.on_passivate()
@@ -455,10 +589,46 @@ class ActorRegistry(Generic[K, M, R]):
             _log.exception("%s: on_passivate of %r failed", self.name, key)
         self._n_passivations += 1
 
-    async def _run(self, slot: _Slot[K, M, R]) -> None:
-        """The actor's task: activation, messages, restarts, passivation."""
+    # ------------------------------------------------------------------ tasks
+
+    async def _worker(self) -> None:
+        """A worker task: serves ready actors, one after the other, then waits for more."""
+        ready = self._ready
+        me = _Worker()
+        try:
+            while True:
+                self._waking -= 1  # started or woken for work
+                served = 0
+                while ready:
+                    slot = ready.popleft()
+                    if ready and self._waking == 0:
+                        self._wake_worker()  # in case this handler blocks
+                    await self._serve(slot)
+                    served += 1
+                    if served == _WORKER_BATCH:
+                        served = 0
+                        await anyio.lowlevel.checkpoint()
+                if self._linger_s <= 0:
+                    return
+                wake = me.wake = self._new_event()
+                me.since = self._linger_tick
+                self._idle_workers.append(me)
+                await wake.wait()
+                if me.expired:
+                    return
+        except anyio.get_cancelled_exc_class():
+            # Shutdown: messages not started get RegistryClosed, instances are passivated.
+            if me.wake is not None:  # cancelled while idle
+                me.wake = None
+                self._idle_workers.remove(me)
+            while ready:
+                slot = ready.popleft()
+                await self._abort(slot)
+            raise
+
+    async def _serve(self, slot: _Slot[K, M, R]) -> None:
+        """Activation, messages, restarts, passivation — until the mailbox is empty."""
         mailbox = slot.mailbox
-        actor: Actor[M, R] | None = None  # only ever an activated instance
         env: _Envelope[M, R] | None = None  # the message being activated for or handled
         try:
             while True:
@@ -468,10 +638,11 @@ class ActorRegistry(Generic[K, M, R]):
                         self._n_abandoned += 1
                         env = None
                         continue
+                    actor = slot.actor
                     if actor is None:
                         try:
-                            fresh = self._factory(slot.key)
-                            await fresh.on_activate()
+                            actor = self._factory(slot.key)
+                            await actor.on_activate()
                         except Exception as exc:
                             self._n_activation_failures += 1
                             _log.warning(
@@ -480,10 +651,11 @@ class ActorRegistry(Generic[K, M, R]):
                             self._remove(slot)
                             text = f"{self.name}: activation of {slot.key!r} failed"
                             self._fail(env, _unavailable(text, exc))
+                            env = None
                             while mailbox:
                                 self._fail(mailbox.popleft(), _unavailable(text, exc))
                             return
-                        actor = fresh
+                        slot.actor = actor
                         self._n_activations += 1
                         if env.abandoned:  # the asker gave up while we were activating
                             self._n_abandoned += 1
@@ -494,7 +666,7 @@ class ActorRegistry(Generic[K, M, R]):
                         result = await actor.handle(env.msg)
                     except Exception as exc:
                         self._n_crashes += 1
-                        actor = None  # dropped without on_passivate: its state may be corrupt
+                        slot.actor = None  # dropped without on_passivate: may be corrupt
                         self._fail(env, exc)
                         env = None
                         if self._crashed_too_often(slot):
@@ -517,37 +689,75 @@ class ActorRegistry(Generic[K, M, R]):
                     env.result = result
                     env.done.set()
                     env = None
-                    continue
-
-                if slot.stop_requested:
-                    if actor is not None:
-                        idle, actor = actor, None
+                elif slot.stop_requested:
+                    idle = slot.actor
+                    if idle is not None:
+                        slot.actor = None
                         slot.passivating = True
-                        await self._passivate(idle, slot.key)
+                        if self._closed:  # shutdown: survive an outer cancellation
+                            with self._shutdown_shield():
+                                await self._passivate(idle, slot.key)
+                        else:
+                            await self._passivate(idle, slot.key)
                         slot.passivating = False
                     if mailbox:  # a message arrived during on_passivate: start afresh
-                        slot.stop_requested = False
+                        slot.stop_requested = self._closed
                         continue
                     self._remove(slot)
                     return
-
-                slot.last_active = self._tick
-                wake = slot.wake = self._new_event()
-                await wake.wait()
-        except anyio.get_cancelled_exc_class():
-            # Shutdown under an outer cancellation: still passivate an idle instance (one
-            # cancelled inside on_activate / handle / on_passivate is dropped as is).
-            if actor is not None and env is None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(self._shutdown_timeout_s):
-                    await self._passivate(actor, slot.key)
-            raise
+                else:
+                    self._park(slot)
+                    return
         finally:
-            # Work is only left here on cancellation (shutdown) or an unexpected error.
-            self._remove(slot)
-            if env is not None:
-                self._fail(env, RegistryClosed(f"registry {self.name!r} shut down"))
-            while mailbox:
-                self._fail(mailbox.popleft(), RegistryClosed(f"registry {self.name!r} shut down"))
+            if self._active.get(slot.key) is slot:  # cancelled (shutdown) or unexpected error
+                self._drop(slot, env)
+
+    async def _abort(self, slot: _Slot[K, M, R]) -> None:
+        """Shutdown under cancellation, for a slot no task owns: passivate, fail the rest."""
+        idle = slot.actor
+        if idle is not None:
+            slot.actor = None
+            slot.passivating = True
+            with self._shutdown_shield():
+                await self._passivate(idle, slot.key)
+        self._drop(slot, None)
+
+    async def _passivator(self) -> None:
+        """A passivation task: ``on_passivate`` for doomed actors, one at a time."""
+        doomed = self._doomed
+        cancelled: BaseException | None = None
+        try:
+            while doomed:
+                key, idle = doomed.popitem(last=False)
+                # A slot for the time of on_passivate: a message that comes meanwhile waits.
+                slot: _Slot[K, M, R] = _Slot(key, None)
+                if self._crash_log:
+                    slot.crash_times = self._crash_log.pop(key, None)
+                slot.stop_requested = True
+                slot.counted = False
+                slot.passivating = True
+                self._active[key] = slot
+                try:
+                    if self._closed or cancelled is not None:
+                        with self._shutdown_shield():
+                            await self._passivate(idle, slot.key)
+                    else:
+                        await self._passivate(idle, slot.key)
+                except anyio.get_cancelled_exc_class() as exc:
+                    # Shutdown: this instance is dropped; passivate the rest, shielded.
+                    cancelled = exc
+                    self._drop(slot, None)
+                    continue
+                slot.passivating = False
+                if slot.mailbox:  # messages came during on_passivate: a fresh instance
+                    slot.stop_requested = self._closed
+                    self._schedule(slot)
+                else:
+                    self._remove(slot)
+            if cancelled is not None:
+                raise cancelled
+        finally:
+            self._passivators -= 1
 
     async def _timer(self) -> None:
         """Fail asks whose deadline passed with TimeoutError (one task for the whole registry)."""
@@ -570,6 +780,26 @@ class ActorRegistry(Generic[K, M, R]):
                 self._timer_at = math.inf
                 await wake.wait()
 
+    async def _linger_sweeper(self) -> None:
+        """End worker tasks idle long enough (one task for the whole registry).
+
+        Idleness is measured in sweeper ticks, ``linger_s / 2`` apart: a worker that became
+        idle during tick ``t`` is ended at tick ``t + 2`` if it got no work meanwhile.
+        """
+        interval = max(self._linger_s / 2, _MIN_LINGER_SWEEP_S)
+        idle_workers = self._idle_workers
+        while True:
+            await anyio.sleep(interval)
+            self._linger_tick += 1
+            horizon = self._linger_tick - 2
+            while idle_workers and idle_workers[0].since <= horizon:
+                worker = idle_workers.popleft()
+                wake = worker.wake
+                assert wake is not None
+                worker.wake = None
+                worker.expired = True
+                wake.set()
+
     async def _reaper(self) -> None:
         """Passivate actors idle for ``idle_timeout_s`` (one task for the whole registry).
 
@@ -580,18 +810,15 @@ class ActorRegistry(Generic[K, M, R]):
         interval = max(self._idle_timeout_s / 4, _MIN_REAP_INTERVAL_S)
         # Drained during tick e, idle >= (k - e - 1) * interval at tick k.
         idle_ticks = math.ceil(self._idle_timeout_s / interval) + 1
+        idle, idle_since = self._idle, self._idle_since
         while True:
             await anyio.sleep(interval)
             self._tick += 1
             horizon = self._tick - idle_ticks
-            idle: list[_Slot[K, M, R]] = []
-            # Least recently asked first; stop at the first idle actor that is still fresh
-            # (the order is by last ask, so this is approximate by at most one handler's run).
-            for slot in self._entries.values():
-                if slot.wake is None or slot.stop_requested:
-                    continue  # busy, starting, or already stopping
-                if slot.last_active > horizon:
+            keys: list[K] = []
+            for key in idle:  # least recently used first, so idle_since is ascending
+                if idle_since[key] > horizon:
                     break
-                idle.append(slot)
-            for slot in idle:
-                self._request_stop(slot)
+                keys.append(key)
+            for key in keys:
+                self._stop_idle(key)

@@ -19,7 +19,9 @@ from actors.card import TapReply, TapRequest
 from actors.runtime import ActorRegistry, ActorUnavailable, MailboxFull, Overloaded
 from gateway import protocol as wire
 from gateway.store import StoreUnavailable, TerminalProgress, TerminalRecord
-from policies import Command, Decision, FareTap, Purchase, TopUp, reasons
+from policies import Command, Decision, Purchase, TopUp, reasons
+from policies.services.commands import command_from_tap
+from policies.transit_taps import TRANSIT_OPS, transit_command_from_tap
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,19 @@ TAP_TIMEOUT_S = 5.0
 
 #: Which operations each kind of terminal may perform.
 KIND_OPS: dict[str, frozenset[str]] = {
-    "gate": frozenset({"fare"}),
-    "bus": frozenset({"fare"}),
-    "taxi": frozenset({"purchase"}),
-    "parking": frozenset({"purchase"}),
-    "retail": frozenset({"purchase", "topup"}),
-    "venue": frozenset({"purchase"}),
-    "recycling": frozenset(),
-    "kiosk": frozenset({"topup"}),
+    "gate": frozenset({"fare", "tap_on", "tap_off"}),
+    "bus": frozenset({"fare", "tap_on", "tap_off"}),
+    # Operators' correction desks (incomplete tap on / tap off journeys).
+    "ops": frozenset({"fare_correction"}),
+    # City services (policies/services/): a taxi or car park charges through its own op, so
+    # its per-day limits and session rules always apply (no plain `purchase` there).
+    "taxi": frozenset({"taxi_fare"}),
+    "parking": frozenset({"parking_entry", "parking_exit", "parking_close"}),
+    "retail": frozenset({"purchase", "topup", "buy_product"}),
+    "venue": frozenset({"purchase", "venue_entry", "access"}),
+    "access": frozenset({"access"}),
+    "recycling": frozenset({"recycle"}),
+    "kiosk": frozenset({"topup", "reward_credit", "redeem_points", "buy_product"}),
 }
 
 
@@ -297,14 +304,27 @@ def _command_for(term: TerminalRecord, tap: wire.Tap) -> Command | Decision:
     """The pure-core command for a tap, or a decline when this kind of terminal may not do it."""
     f = tap.fields
     if tap.op in KIND_OPS.get(term.kind, frozenset()):
-        if tap.op == "fare":
-            network = f.get("network") or term.network
-            return FareTap(
+        service = command_from_tap(
+            tap.op,
+            f,
+            kind=term.kind,
+            terminal_id=term.terminal_id,
+            operator=term.operator,
+            network=term.network,
+        )
+        if service is not None:
+            return service
+        if tap.op in TRANSIT_OPS:
+            transit = transit_command_from_tap(
+                tap.op,
+                f,
                 terminal_id=term.terminal_id,
                 operator=term.operator,
-                network=str(network),
-                gate=term.terminal_id,
+                network=term.network,
+                location=term.location,
             )
+            if transit is not None:
+                return transit
         amount = f.get("amount")
         if isinstance(amount, int):
             if tap.op == "purchase":

@@ -1,4 +1,4 @@
-"""`citycard` console script: serve, demo, sim, keys, cards, bench."""
+"""`citycard` console script: serve, demo, sim, keys, cards, bench, fares, reader."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig, default_data_dir
 
-TERMINAL_KINDS = ("gate", "bus", "taxi", "parking", "retail", "venue", "recycling", "kiosk")
+def _terminal_kinds() -> tuple[str, ...]:
+    from actors.terminal import KIND_OPS
+
+    return tuple(KIND_OPS)
 
 
 def _run(coro_fn: object, *args: object) -> None:
@@ -117,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=float, default=10.0, help="seconds between report lines")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sim", help="drive simulated terminals against a gateway, open loop")
+    p = sub.add_parser(
+        "sim",
+        help="drive simulated terminals (a fleet, or a whole city with --city) against a gateway",
+        description="Without --city: a seeded fleet tapping at a fixed rate (open loop). With "
+        "--city: a simulated city's day (docs/simulator.md), audited against Redis at the end.",
+    )
     p.add_argument(
         "--url", default=None, help="gateway websocket URL (default: start a gateway of its own)"
     )
@@ -127,13 +135,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's Redis, to enroll terminals and issue cards "
         "(needed with --url; default $REDIS_URL)",
     )
-    p.add_argument("--terminals", type=int, default=100)
-    p.add_argument("--cards", type=int, default=1000)
-    p.add_argument("--rate", type=float, default=500.0, help="taps per second (open loop)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument(
+        "--terminals", type=int, default=None,
+        help="terminals (fleet: default 100; city: scales the city to about this many)",
+    )
+    p.add_argument(
+        "--cards", type=int, default=None,
+        help="cards (fleet: default 1000; city: cardholders in the population, default 20000)",
+    )
+    p.add_argument(
+        "--rate", type=float, default=None,
+        help="taps per second (fleet: default 500; city: picks the --speed giving this average)",
+    )
+    p.add_argument(
+        "--duration", type=float, default=None,
+        help="seconds (fleet: wall, default 10; city: SIMULATED, default by --profile)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--processes", type=int, default=1, help="client processes sharing the load")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument(
+        "--city", default=None,
+        help="simulate a city: ctran, mdot (GTFS feeds under ../shared/data/gtfs), a GTFS "
+        "folder, or grid (generated)",
+    )
+    p.add_argument(
+        "--profile", choices=("peak", "day", "spike"), default="peak",
+        help="city: which part of the day (peak 07:30, day 05:00-24:00, spike 21:50 stadium)",
+    )
+    p.add_argument("--start", default=None, help="city: start of the window, HH:MM (local)")
+    p.add_argument(
+        "--speed", type=float, default=1.0, help="city: simulated seconds per wall second"
+    )
+    p.add_argument(
+        "--load", choices=("open", "ramp", "spike", "closed"), default="open",
+        help="city: open loop at the city's pace; ramp 0.1x->2x; spike 5x for a tenth of the "
+        "run; closed loop (each terminal sends its next tap when answered)",
+    )
+    p.add_argument("--think-ms", type=float, default=0.0, help="closed loop: pause between taps")
+    p.add_argument(
+        "--tariff", type=Path, default=None,
+        help="city: the gateway's tariff file (names of venues, car parks, products); also "
+        "given to the gateway the simulator starts",
+    )
+    p.add_argument("--report", type=Path, default=None, help="city: write an HTML report here")
+    p.add_argument(
+        "--compare", type=Path, default=None, help="compare the result with an earlier JSON result"
+    )
+    p.add_argument("--drain", type=float, default=15.0, help="seconds to wait for late answers")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no live progress line (city runs)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="city: build the city and its tap schedule, print their figures, send nothing",
+    )
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("bench", help="gateway vs bare websockets echo server, same load client")
@@ -164,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("terminal_id")
     k.add_argument("--public-key", help="hex Ed25519 public key (with `register`)")
     for k in ksub.choices["new-terminal"], ksub.choices["register"]:
-        k.add_argument("--kind", choices=TERMINAL_KINDS, required=True)
+        k.add_argument("--kind", choices=_terminal_kinds(), required=True)
         k.add_argument("--operator", required=True)
         k.add_argument("--network", default="")
         k.add_argument("--location", default="")
@@ -197,8 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cards)
 
     from gateway.fares_cli import add_fares_parser
+    from gateway.tariff_cli import add_tariff_parser
 
     add_fares_parser(sub)
+    add_tariff_parser(sub)
+    from terminal_sim.reader import add_reader_parser
+
+    add_reader_parser(sub)
     return parser
 
 

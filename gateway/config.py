@@ -42,5 +42,5 @@ class GatewayConfig:
     #: passivated to make room.
     max_resident_cards: int = 50_000
     card_idle_s: float = 120.0
-    #: Print one line per second of tap counts to stdout.
-    verbose: bool = False
+    #: Seconds between two lines of operating figures on stdout (0: none).
+    stats_interval_s: float = 60.0

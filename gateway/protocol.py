@@ -205,6 +205,32 @@ class OpSpec:
     fields: tuple[FieldSpec, ...]
 
 
+_FACILITY: Final = FieldSpec(
+    "facility",
+    IDENTIFIER,
+    required=False,
+    doc="car park or facility id; default: the terminal's registered network",
+)
+
+_NETWORK: Final = FieldSpec(
+    "network",
+    IDENTIFIER,
+    required=False,
+    doc="transport network; default: the terminal's configured network",
+)
+_STOP: Final = FieldSpec(
+    "stop",
+    IDENTIFIER,
+    required=False,
+    doc="stop or station; default: the terminal's configured location",
+)
+_ROUTE: Final = FieldSpec(
+    "route",
+    IDENTIFIER,
+    required=False,
+    doc="route (GTFS route_id) a bus validator is serving; prices the leg from the tariff's feed",
+)
+
 OPS: Final[dict[str, OpSpec]] = {
     "fare": OpSpec(
         "pay a fare (metro gate, bus validator); the gateway computes the amount from the tariff",
@@ -221,6 +247,38 @@ OPS: Final[dict[str, OpSpec]] = {
                 required=False,
                 doc="stop or station; default: the terminal's configured location",
             ),
+            _ROUTE,
+        ),
+    ),
+    # Transit products (policies/transit.py, passes.py; docs/tariff.md).
+    "tap_on": OpSpec(
+        "enter a tap on / tap off network (gate, bus validator): the maximum fare from the stop "
+        "is charged and a journey opened",
+        (_NETWORK, _STOP, _ROUTE),
+    ),
+    "tap_off": OpSpec(
+        "leave a tap on / tap off network (exit gate, bus validator): the real fare of the open "
+        "journey is computed and the difference to the maximum credited",
+        (_NETWORK, _STOP, _ROUTE),
+    ),
+    "buy_product": OpSpec(
+        "buy a tariff product (1-, 7-, 31-day pass, tourist card) from stored value; it is "
+        "activated by its first use",
+        (FieldSpec("product", IDENTIFIER, required=True, doc="product id of the tariff"),),
+    ),
+    "fare_correction": OpSpec(
+        "an operator sets the fare of an incomplete journey (no tap off); the difference to what "
+        "was charged is refunded (ops terminals only)",
+        (
+            FieldSpec(
+                "journey",
+                IDENTIFIER,
+                required=True,
+                doc="journey reference (from the tap on's explanation, e.g. J12)",
+            ),
+            FieldSpec(
+                "amount", INT64, required=True, doc="the corrected fare, in minor units (>= 0)"
+            ),
         ),
     ),
     "purchase": OpSpec(
@@ -233,11 +291,72 @@ OPS: Final[dict[str, OpSpec]] = {
                 required=False,
                 doc="merchant id; default: the terminal's operator",
             ),
+            FieldSpec(
+                "category",
+                IDENTIFIER,
+                required=False,
+                doc="merchant category (discounts); default: the till's registered network",
+            ),
         ),
     ),
     "topup": OpSpec(
         "load money onto the card",
         (FieldSpec("amount", INT64, required=True, doc="amount to load, in minor units"),),
+    ),
+    # City services (policies/services/; docs/services.md).
+    "parking_entry": OpSpec(
+        "a car enters a car park: opens a parking session (amount 0, or a lost-exit charge)",
+        (_FACILITY,),
+    ),
+    "parking_exit": OpSpec(
+        "a car leaves a car park: charges the session by the car park's time tariff",
+        (_FACILITY,),
+    ),
+    "parking_close": OpSpec(
+        "the car park's operator closes the card's open session (exit never seen)",
+        (_FACILITY,),
+    ),
+    "taxi_fare": OpSpec(
+        "a taxi driver's handheld charges the metered amount",
+        (
+            FieldSpec("amount", INT64, required=True, doc="metered amount, in minor units"),
+            FieldSpec(
+                "trip_id",
+                IDENTIFIER,
+                required=False,
+                doc="the trip; a re-tap of a charged trip is not charged again",
+            ),
+        ),
+    ),
+    "venue_entry": OpSpec(
+        "entry to a museum, cinema, library, gym...: an entitlement or a paid entry",
+        (
+            FieldSpec(
+                "venue",
+                IDENTIFIER,
+                required=False,
+                doc="venue id; default: the terminal's registered network",
+            ),
+        ),
+    ),
+    "access": OpSpec(
+        "open a facility without payment (e.g. school grounds at night), by category and time",
+        (_FACILITY,),
+    ),
+    "recycle": OpSpec(
+        "a recycling kiosk reports a deposit; the card is credited per material and weight",
+        (
+            FieldSpec("material", IDENTIFIER, required=True, doc="material id of the tariff"),
+            FieldSpec("weight_g", INT64, required=True, doc="weight deposited, in grams"),
+        ),
+    ),
+    "reward_credit": OpSpec(
+        "credit volunteer hours as reward points (authorised kiosks and operators only)",
+        (FieldSpec("hours", INT64, required=True, doc="whole hours volunteered"),),
+    ),
+    "redeem_points": OpSpec(
+        "turn reward points into fare credit (stored value)",
+        (FieldSpec("points", INT64, required=True, doc="points to redeem"),),
     ),
 }
 """Tap operations (op -> spec). Adding an op is adding a row; the policy core decides the rest.

@@ -7,7 +7,10 @@ websocket server is websockets' asyncio implementation.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -27,10 +30,14 @@ from gateway.admin import publish_gateway_key
 from gateway.authority import GatewayAuthority
 from gateway.config import GatewayConfig
 from gateway.events import EventBus
+from gateway.gc_monitor import GcMonitor
 from gateway.redis_server import RedisServer
 from gateway.redis_store import RedisStore
 from gateway.signing import GatewaySigner, load_or_create_signing_key
+from gateway.tariff_io import TariffError, load_tariff_file
 from policies import Tariff, default_tariff
+
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -38,19 +45,52 @@ def now_ms() -> int:
 
 
 class TariffHolder:
-    """The tariff in force; replaced whole when a new version is loaded, never mutated."""
+    """The tariff in force; replaced whole when a new version is loaded, never mutated.
 
-    def __init__(self, tariff: Tariff) -> None:
+    `reload()` (also on SIGHUP) re-reads `path`: a valid tariff applies to every tap decided
+    after the swap (a tap being decided keeps the tariff it started with); an invalid one is
+    refused, logged, and the current tariff stays."""
+
+    def __init__(self, tariff: Tariff, path: Path | None = None) -> None:
         self.current = tariff
+        self.path = path
 
     def get(self) -> Tariff:
         return self.current
 
+    def reload(self) -> Tariff:
+        """Load `path` again and swap it in; `TariffError` (current tariff kept) if invalid."""
+        if self.path is None:
+            raise TariffError("no tariff file to reload (the gateway runs the default tariff)")
+        old = self.current
+        try:
+            new = load_tariff(self.path)
+        except TariffError as exc:
+            log.error("tariff reload refused, keeping %s: %s", old.version, exc)
+            raise
+        self.current = new
+        log.warning("tariff reloaded: %s -> %s (%s)", old.version, new.version, self.path)
+        return new
+
 
 def load_tariff(path: Path | None) -> Tariff:
+    """The tariff in file `path` (and its GTFS feed); the built-in default when None."""
     if path is None:
         return default_tariff()
-    return Tariff.from_dict(orjson.loads(path.read_bytes()))
+    return load_tariff_file(path)
+
+
+async def reload_tariff_on_sighup(holder: TariffHolder) -> None:
+    """Reload the tariff file on every SIGHUP (reading it in a worker thread)."""
+    try:
+        with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                # An invalid file is logged by reload(); the current tariff stays.
+                with contextlib.suppress(TariffError):
+                    await anyio.to_thread.run_sync(holder.reload)
+    except (NotImplementedError, RuntimeError) as exc:
+        # Signals need the main thread of a POSIX process; elsewhere use TariffHolder.reload().
+        log.info("SIGHUP tariff reload unavailable here: %s", exc)
 
 
 @dataclass(eq=False)
@@ -152,7 +192,7 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             redis_url = embedded.url
         key = load_or_create_signing_key(config.data_dir / "keys" / "gateway.key")
         signer = GatewaySigner(key)
-        tariff = TariffHolder(load_tariff(config.tariff_path))
+        tariff = TariffHolder(load_tariff(config.tariff_path), config.tariff_path)
         authority = GatewayAuthority(signer, lambda: tariff.current.currency)
         store = await stack.enter_async_context(RedisStore.connect(redis_url))
         await anyio.to_thread.run_sync(
@@ -222,6 +262,8 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(_reap_idle, gw)
+            if config.tariff_path is not None:
+                tg.start_soon(reload_tariff_on_sighup, tariff)
             try:
                 yield gw
             finally:
@@ -242,10 +284,33 @@ async def _reap_idle(gw: Gateway) -> None:
 
 
 async def serve_forever(config: GatewayConfig) -> None:
+    # Only the serving process tunes the collector; tests and the demo keep CPython's defaults.
+    gc_monitor = GcMonitor().install()
     async with open_gateway(config) as gw:
         print(
             f"citycard gateway listening on {gw.url} (redis {gw.redis_url}, "
             f"key {gw.authority.key_id})",
             flush=True,
         )
-        await anyio.sleep_forever()
+        if config.stats_interval_s <= 0:
+            await anyio.sleep_forever()
+        while True:
+            await anyio.sleep(config.stats_interval_s)
+            print(orjson.dumps(stats_line(gw, gc_monitor)).decode(), flush=True)
+
+
+def stats_line(gw: Gateway, gc_monitor: GcMonitor) -> dict[str, object]:
+    """One line of operating figures for the log."""
+    store = gw.store.stats
+    return {
+        "connections": len(gw.connections),
+        "cards": gw.cards.stats(),
+        "store": {
+            "writes": store.writes,
+            "batches": store.batches,
+            "mean_batch": round(store.mean_batch, 2),
+            "failed_batches": store.failed_batches,
+        },
+        "events": {"published": gw.events.published},
+        "gc": gc_monitor.snapshot(),
+    }

@@ -9,26 +9,34 @@ from policies import reasons
 from policies.core import decide
 from policies.model import (
     MAX_RECENT_TAPS,
+    BuyProduct,
     CardState,
     Command,
     Decision,
     Event,
+    FareCorrection,
     FareTap,
     Outcome,
     Purchase,
+    TapOff,
+    TapOn,
     TopUp,
 )
 from policies.tariff import Tariff, default_tariff
 
 __all__ = [
     "MAX_RECENT_TAPS",
+    "BuyProduct",
     "CardState",
     "Command",
     "Decision",
     "Event",
+    "FareCorrection",
     "FareTap",
     "Outcome",
     "Purchase",
+    "TapOff",
+    "TapOn",
     "Tariff",
     "TopUp",
     "decide",

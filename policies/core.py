@@ -14,12 +14,32 @@ from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from policies import reasons
-from policies.model import CardState, Command, FareTap, Outcome, Purchase, TopUp
+from policies.model import (
+    BuyProduct,
+    CardState,
+    Command,
+    FareCorrection,
+    FareTap,
+    Outcome,
+    Purchase,
+    TapOff,
+    TapOn,
+    TopUp,
+)
 from policies.outcomes import declined
+from policies.passes import buy_product, product_name
 from policies.retail import purchase, purchase_product
-from policies.stored_value import topup, topup_product
+from policies.services.routes import SERVICE_ROUTES, after_decision
+from policies.stored_value import request_auto_topup, topup, topup_product
 from policies.tariff import Tariff
-from policies.transit import fare_product, fare_tap
+from policies.transit import (
+    correction_product,
+    fare_correction,
+    fare_product,
+    fare_tap,
+    tap_off,
+    tap_on,
+)
 
 C = TypeVar("C")
 
@@ -41,6 +61,13 @@ _ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
         FareTap: Route[FareTap](fare_product, fare_tap),
         Purchase: Route[Purchase](purchase_product, purchase),
         TopUp: Route[TopUp](topup_product, topup),
+        # Transit products (policies/transit.py, passes.py).
+        TapOn: Route[TapOn](fare_product, tap_on),
+        TapOff: Route[TapOff](fare_product, tap_off),
+        FareCorrection: Route[FareCorrection](correction_product, fare_correction),
+        BuyProduct: Route[BuyProduct](product_name, buy_product),
+        # City services (policies/services/routes.py).
+        **{kind: Route[Any](*route) for kind, route in SERVICE_ROUTES.items()},
     }
 )
 
@@ -93,4 +120,9 @@ def decide(state: CardState | None, command: Command, now_ms: int, tariff: Tarif
             route.product(command),
             ({"rule": "card_active", "status": state.status},),
         )
-    return route.handle(state, command, now_ms, tariff)
+    outcome = route.handle(state, command, now_ms, tariff)
+    if state.auto_topup is not None:
+        # A charge that leaves the balance below the card's threshold asks for a top-up.
+        outcome = request_auto_topup(state, outcome, now_ms)
+    # Services data carried over and off-peak points added; the decision itself never changes.
+    return after_decision(state, command, outcome, now_ms, tariff)

@@ -14,6 +14,16 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
 from policies._validate import check_int, check_keys, check_mapping, check_str
+from policies.services.commands import SERVICE_EVENT_TYPES, ServiceCommand
+from policies.services.state import ServicesState
+from policies.transit_state import (
+    AutoTopup,
+    CapProgress,
+    HeldProduct,
+    TransitMemory,
+    products_from,
+    products_to_list,
+)
 
 MAX_RECENT_TAPS: Final = 8
 """How many (gate, time) taps a card remembers for double-tap protection.
@@ -25,19 +35,50 @@ would otherwise have been a repeat."""
 CardStatus: TypeAlias = Literal["active", "blocked"]
 CARD_STATUSES: Final[frozenset[str]] = frozenset({"active", "blocked"})
 
-# Event types. `decide` emits exactly one event per decision, so the journal has an entry for
-# every tap, including the ones that moved no money.
+# Event types. `decide` emits one event per decision, so the journal has an entry for every tap,
+# including the ones that moved no money; the first event always mirrors the decision. A second
+# event may follow that moves no money (auto_topup_requested, for the funding side).
 EVENT_FARE_CHARGED: Final = "fare_charged"
 EVENT_REPEAT_TAP: Final = "repeat_tap"
 EVENT_PURCHASE: Final = "purchase"
 EVENT_TOPUP: Final = "topup"
 EVENT_DECLINED: Final = "declined"
+# Transit products (policies/transit.py, passes.py, stored_value.py).
+EVENT_TAP_ON: Final = "tap_on"
+"""The maximum fare charged at a tap on."""
+EVENT_TAP_OFF: Final = "tap_off"
+"""A tap off: the difference between the maximum and the real fare credited (amount <= 0)."""
+EVENT_FARE_CORRECTED: Final = "fare_corrected"
+"""An operator's correction of an incomplete trip (a credit, amount <= 0)."""
+EVENT_PRODUCT_BOUGHT: Final = "product_bought"
+EVENT_AUTO_TOPUP_REQUESTED: Final = "auto_topup_requested"
+"""Amount 0: asks the funding side to load `detail["amount"]` onto the card."""
+TRANSIT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        EVENT_TAP_ON,
+        EVENT_TAP_OFF,
+        EVENT_FARE_CORRECTED,
+        EVENT_PRODUCT_BOUGHT,
+        EVENT_AUTO_TOPUP_REQUESTED,
+    }
+)
 EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {EVENT_FARE_CHARGED, EVENT_REPEAT_TAP, EVENT_PURCHASE, EVENT_TOPUP, EVENT_DECLINED}
+    | SERVICE_EVENT_TYPES  # city services (policies/services/commands.py)
+    | TRANSIT_EVENT_TYPES  # transit products (above)
 )
 
 _CARD_FIELDS: Final = ("card_id", "balance", "status")
-_CARD_OPTIONAL: Final = ("category", "recent_taps")
+_CARD_OPTIONAL: Final = (
+    "category",
+    "recent_taps",
+    "services",
+    # transit products (policies/transit_state.py)
+    "category_until_ms",
+    "products",
+    "transit",
+    "auto_topup",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +91,36 @@ class CardState:
     category: str = "adult"
     recent_taps: tuple[tuple[str, int], ...] = ()
     """((gate, time_ms), ...) of charged taps, oldest first, at most MAX_RECENT_TAPS long."""
+    services: ServicesState | None = None
+    """City services data (policies/services/state.py); None until the card uses a service.
+    Rules that build a new state must carry it over (`dataclasses.replace` does)."""
+    category_until_ms: int | None = None
+    """A concession's expiry: from then on the tariff's default category applies."""
+    products: tuple[HeldProduct, ...] = ()
+    """Passes and the tourist card bought onto the card, with their entitlements."""
+    transit: TransitMemory | None = None
+    """Journey context, open and incomplete trips, spend toward caps; None: never travelled."""
+    auto_topup: AutoTopup | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "card_id": self.card_id,
             "balance": self.balance,
             "status": self.status,
             "category": self.category,
             "recent_taps": [[gate, t] for gate, t in self.recent_taps],
         }
+        if self.services is not None:
+            out["services"] = self.services.to_dict()
+        if self.category_until_ms is not None:
+            out["category_until_ms"] = self.category_until_ms
+        if self.products:
+            out["products"] = products_to_list(self.products)
+        if self.transit is not None:
+            out["transit"] = self.transit.to_dict()
+        if self.auto_topup is not None:
+            out["auto_topup"] = self.auto_topup.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> CardState:
@@ -90,7 +152,25 @@ class CardState:
             taps.append((check_str(pair[0], what + " gate"), check_int(pair[1], what + " time")))
         # Keep the newest rather than refuse: lowering MAX_RECENT_TAPS in a release must not make
         # every stored card unloadable, and the oldest taps are the least useful ones.
-        return cls(card_id, balance, checked_status, category, tuple(taps[-MAX_RECENT_TAPS:]))
+        raw_services = d.get("services")
+        services = None if raw_services is None else ServicesState.from_dict(raw_services)
+        until = d.get("category_until_ms")
+        raw_transit = d.get("transit")
+        raw_auto = d.get("auto_topup")
+        return cls(
+            card_id,
+            balance,
+            checked_status,
+            category,
+            tuple(taps[-MAX_RECENT_TAPS:]),
+            services=services,
+            category_until_ms=(
+                None if until is None else check_int(until, "card state field category_until_ms")
+            ),
+            products=products_from(d.get("products", ())),
+            transit=None if raw_transit is None else TransitMemory.from_dict(raw_transit),
+            auto_topup=None if raw_auto is None else AutoTopup.from_dict(raw_auto),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +184,10 @@ class FareTap:
     operator: str
     network: str
     gate: str
+    route: str | None = None
+    """GTFS route of a bus validator's tap (or a metro's line); prices the leg from the feed."""
+    stop: str | None = None
+    """Boarding stop (a gate's registered location); needed when the feed's fares use areas."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +209,61 @@ class TopUp:
     amount: int
 
 
-Command: TypeAlias = FareTap | Purchase | TopUp
+@dataclass(frozen=True, slots=True)
+class TapOn:
+    """Entering a tap on / tap off system: the maximum fare from `stop` is charged."""
+
+    terminal_id: str
+    operator: str
+    network: str
+    gate: str
+    route: str | None = None
+    stop: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TapOff:
+    """Leaving: the real fare of the open trip is computed, the difference to the maximum is
+    credited. The trip's network and route are the tap on's; `stop` is where the rider left."""
+
+    terminal_id: str
+    operator: str
+    network: str
+    gate: str
+    route: str | None = None
+    stop: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FareCorrection:
+    """An operator sets the fare of an incomplete trip `journey` (its reference) to `amount`
+    and the difference to what was charged is refunded. Only from an `ops` terminal."""
+
+    terminal_id: str
+    operator: str
+    journey: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class BuyProduct:
+    """Buying `product` (a tariff product: a pass, the tourist card) from stored value."""
+
+    terminal_id: str
+    operator: str
+    product: str
+
+
+Command: TypeAlias = (
+    FareTap
+    | Purchase
+    | TopUp
+    | ServiceCommand
+    | TapOn
+    | TapOff
+    | FareCorrection
+    | BuyProduct
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +281,11 @@ class Decision:
 
     Plain dicts behind a read-only type: building mapping proxies on every decision would cost
     more than the rest of `decide`, and nothing in the gateway mutates an explanation."""
+    caps: tuple[CapProgress, ...] = ()
+    """Progress toward each cap that applies to a transit decision (empty otherwise)."""
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "approved": self.approved,
             "reason": self.reason,
             "amount": self.amount,
@@ -154,6 +294,9 @@ class Decision:
             "tariff_version": self.tariff_version,
             "explain": [dict(step) for step in self.explain],
         }
+        if self.caps:
+            out["caps"] = [cap.to_dict() for cap in self.caps]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,9 +316,11 @@ class Event:
     reason: str
     tariff_version: str
     product: str
+    detail: Mapping[str, object] | None = None
+    """Small JSON-able extras (a trip reference, the amount an auto top-up asks for)."""
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "type": self.type,
             "card_id": self.card_id,
             "amount": self.amount,
@@ -187,6 +332,9 @@ class Event:
             "tariff_version": self.tariff_version,
             "product": self.product,
         }
+        if self.detail is not None:
+            out["detail"] = dict(self.detail)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

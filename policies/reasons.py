@@ -40,6 +40,83 @@ UNKNOWN_NETWORK: Final = "unknown_network"
 UNSUPPORTED_OPERATION: Final = "unsupported_operation"
 """Declined: the core has no rule for this kind of command."""
 
+# City services (policies/services/).
+
+SERVICE_NOT_OFFERED: Final = "service_not_offered"
+"""Declined: the tariff offers no such city service (no taxi, recycling or rewards section)."""
+
+UNKNOWN_FACILITY: Final = "unknown_facility"
+"""Declined: the car park or access-controlled facility is not in the tariff."""
+
+UNKNOWN_VENUE: Final = "unknown_venue"
+"""Declined: the venue is not in the tariff."""
+
+UNKNOWN_MATERIAL: Final = "unknown_material"
+"""Declined: the recycling kiosk reported a material the tariff does not credit."""
+
+INVALID_QUANTITY: Final = "invalid_quantity"
+"""Declined: a weight, number of hours or of points is zero, negative or not an integer."""
+
+IMPLAUSIBLE_QUANTITY: Final = "implausible_quantity"
+"""Declined: more than the tariff deems possible at once (10 tonnes of cardboard in one deposit)."""
+
+DAILY_LIMIT: Final = "daily_limit"
+"""Declined: a per-card daily limit (taxi spending, recycling credit) leaves no room for this."""
+
+OUTSIDE_HOURS: Final = "outside_hours"
+"""Declined: the venue or facility is closed at this local time."""
+
+CATEGORY_NOT_ALLOWED: Final = "category_not_allowed"
+"""Declined: the facility is not open to the card's rider category."""
+
+PARKING_SESSION_OPEN: Final = "parking_session_open"
+"""Declined: the card already has an open parking session (not yet overdue)."""
+
+NO_PARKING_SESSION: Final = "no_parking_session"
+"""Declined: an exit or close without an open session at this car park."""
+
+DUPLICATE_TRIP: Final = "duplicate_trip"
+"""Declined: the taxi trip id was already charged with a different amount."""
+
+NOT_AUTHORISED: Final = "not_authorised"
+"""Declined: the terminal's operator may not do this (credit volunteer hours, close another
+operator's parking session)."""
+
+INSUFFICIENT_POINTS: Final = "insufficient_points"
+"""Declined: the card holds fewer reward points than asked to redeem."""
+
+# Transit products (policies/transit.py, passes.py, concessions.py).
+
+UNKNOWN_ROUTE: Final = "unknown_route"
+"""Declined: the tap names a route the tariff's GTFS feed does not have."""
+
+UNKNOWN_STOP: Final = "unknown_stop"
+"""Declined: the stop is not in the feed, or the feed's fares need a stop and the tap has none."""
+
+UNKNOWN_CATEGORY: Final = "unknown_category"
+"""Declined: the card's rider category is not one of the tariff's categories."""
+
+UNKNOWN_PRODUCT: Final = "unknown_product"
+"""Declined: the tariff sells no such product (or none to this category)."""
+
+NO_FARE_RULE: Final = "no_fare_rule"
+"""Declined: the feed has no fare for this leg, rider category and fare medium at this time."""
+
+OUTSIDE_VALIDITY: Final = "outside_validity"
+"""Declined: the time is outside the tariff's (or its GTFS feed's) validity dates."""
+
+NO_OPEN_JOURNEY: Final = "no_open_journey"
+"""Declined: a tap off without a tap on within the tariff's tap off window."""
+
+UNKNOWN_JOURNEY: Final = "unknown_journey"
+"""Declined: a correction names no incomplete trip of this card (or it was corrected already)."""
+
+PRODUCT_LIMIT: Final = "product_limit"
+"""Declined: the card already holds the most products it can."""
+
+NEGATIVE_BALANCE: Final = "negative_balance"
+"""Declined: the balance is below zero (the one-time allowance is used); top up first."""
+
 REASONS: Final[dict[str, str]] = {
     OK: "approved, charged as computed",
     REPEAT_TAP: (
@@ -54,6 +131,53 @@ REASONS: Final[dict[str, str]] = {
     BALANCE_LIMIT: "declined: the top-up would exceed the tariff's maximum balance",
     UNKNOWN_NETWORK: "declined: the tariff has no fare for the tapped network",
     UNSUPPORTED_OPERATION: "declined: the core has no rule for this operation",
+    SERVICE_NOT_OFFERED: "declined: the tariff offers no such city service",
+    UNKNOWN_FACILITY: "declined: the car park or facility is not in the tariff",
+    UNKNOWN_VENUE: "declined: the venue is not in the tariff",
+    UNKNOWN_MATERIAL: "declined: the tariff credits no such recycling material",
+    INVALID_QUANTITY: "declined: the weight, hours or points are zero, negative or not an integer",
+    IMPLAUSIBLE_QUANTITY: (
+        "declined: the quantity is above what the tariff deems plausible at once "
+        "(weight of one deposit, volunteer hours of one credit)"
+    ),
+    DAILY_LIMIT: (
+        "declined: a per-card daily limit (taxi spending, recycling credit) leaves no room for "
+        "this operation"
+    ),
+    OUTSIDE_HOURS: "declined: outside the venue's opening hours or the facility's access windows",
+    CATEGORY_NOT_ALLOWED: "declined: the facility is not open to the card's rider category",
+    PARKING_SESSION_OPEN: (
+        "declined: the card already has an open parking session; exit first or ask the "
+        "operator to close it"
+    ),
+    NO_PARKING_SESSION: "declined: no open parking session for this card at this car park",
+    DUPLICATE_TRIP: "declined: this taxi trip was already charged with a different amount",
+    NOT_AUTHORISED: "declined: the terminal's operator is not authorised for this operation",
+    INSUFFICIENT_POINTS: "declined: the card holds fewer reward points than asked to redeem",
+    UNKNOWN_ROUTE: "declined: the route is not in the tariff's GTFS feed",
+    UNKNOWN_STOP: (
+        "declined: the stop is not in the tariff's GTFS feed, or the fare depends on the stop "
+        "and the tap named none"
+    ),
+    UNKNOWN_CATEGORY: "declined: the card's rider category is not one of the tariff's",
+    UNKNOWN_PRODUCT: "declined: the tariff sells no such product to this card's category",
+    NO_FARE_RULE: (
+        "declined: the GTFS feed has no fare for this leg, rider category and fare medium at "
+        "this time"
+    ),
+    OUTSIDE_VALIDITY: "declined: the time is outside the validity dates of the tariff or its feed",
+    NO_OPEN_JOURNEY: (
+        "declined: tap off without a tap on within the tap off window (the tap on, if any, "
+        "kept its maximum fare and can be corrected by an operator)"
+    ),
+    UNKNOWN_JOURNEY: (
+        "declined: the correction names no incomplete trip of this card, or it was already "
+        "corrected"
+    ),
+    PRODUCT_LIMIT: "declined: the card already holds the most products it can",
+    NEGATIVE_BALANCE: (
+        "declined: the balance is negative (the one-time transit allowance is used); top up first"
+    ),
 }
 
 APPROVING: Final[frozenset[str]] = frozenset({OK, REPEAT_TAP})
@@ -64,12 +188,36 @@ __all__ = [
     "APPROVING",
     "BALANCE_LIMIT",
     "CARD_BLOCKED",
+    "CATEGORY_NOT_ALLOWED",
+    "DAILY_LIMIT",
+    "DUPLICATE_TRIP",
+    "IMPLAUSIBLE_QUANTITY",
     "INSUFFICIENT_FUNDS",
+    "INSUFFICIENT_POINTS",
     "INVALID_AMOUNT",
+    "INVALID_QUANTITY",
+    "NEGATIVE_BALANCE",
+    "NOT_AUTHORISED",
+    "NO_FARE_RULE",
+    "NO_OPEN_JOURNEY",
+    "NO_PARKING_SESSION",
     "OK",
+    "OUTSIDE_HOURS",
+    "OUTSIDE_VALIDITY",
+    "PARKING_SESSION_OPEN",
+    "PRODUCT_LIMIT",
     "REASONS",
     "REPEAT_TAP",
+    "SERVICE_NOT_OFFERED",
     "UNKNOWN_CARD",
+    "UNKNOWN_CATEGORY",
+    "UNKNOWN_FACILITY",
+    "UNKNOWN_JOURNEY",
+    "UNKNOWN_MATERIAL",
     "UNKNOWN_NETWORK",
+    "UNKNOWN_PRODUCT",
+    "UNKNOWN_ROUTE",
+    "UNKNOWN_STOP",
+    "UNKNOWN_VENUE",
     "UNSUPPORTED_OPERATION",
 ]

@@ -2,11 +2,14 @@
 
 This module owns the v1 purchase rule: the amount the terminal states must be a positive integer
 no larger than the tariff's per-purchase maximum, and the balance must cover it (no overdraft).
-Venue entry, taxi and parking payments and merchant discounts will join here or sit beside it,
-reusing the same amount check.
+This is the core's plain `Purchase` command; terminals of kind `retail` and `venue` send
+`RetailPayment` instead (policies/services/retail.py: merchant category, discount network, the
+merchant as payee), and taxis, car parks and venues have their own rules in policies/services/.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from policies import reasons
 from policies.amounts import amount_problem
@@ -48,9 +51,8 @@ def purchase(state: CardState, command: Purchase, now_ms: int, tariff: Tariff) -
             PRODUCT,
             ({"rule": "sufficient_funds", "balance": balance, "required": amount},),
         )
-    new_state = CardState(
-        state.card_id, balance - amount, state.status, state.category, state.recent_taps
-    )
+    # replace() carries every other field (products, transit, services) over unchanged.
+    new_state = replace(state, balance=balance - amount)
     return approved(
         new_state,
         command.terminal_id,

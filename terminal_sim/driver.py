@@ -65,6 +65,10 @@ class DriverResult:
     cpu_s: float = 0.0
     #: (terminal_id, tap_id) -> (card, amount) of every tap a terminal saw approved
     approved_taps: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    #: with keep_approved: every outcome a terminal saw, for the auditor: (terminal_id, tap_id,
+    #: card, result, reason, amount, balance, gateway_time); result "unresolved" for a tap that
+    #: never got an answer
+    outcomes: list[tuple[str, str, str, str, str, int, int, int]] = field(default_factory=list)
 
     def merge(self, other: DriverResult) -> None:
         for name in (
@@ -85,6 +89,7 @@ class DriverResult:
         self.wall_s = max(self.wall_s, other.wall_s)
         self.cpu_s += other.cpu_s
         self.approved_taps.update(other.approved_taps)
+        self.outcomes.extend(other.outcomes)
 
 
 class SimTerminalConn:
@@ -173,6 +178,10 @@ class SimTerminalConn:
             elif tap is not None and code not in RETRYABLE:
                 del self.pending[tap.tap_id]
                 d.result.errors += 1
+                if d.keep_approved:
+                    d.result.outcomes.append(
+                        (self.t.terminal_id, tap.tap_id, tap.card, "failed", code, 0, 0, 0)
+                    )
 
     def heartbeat_if_quiet(self, now: float) -> None:
         """Real terminals heartbeat when they have nothing else to say (protocol section 4)."""
@@ -250,6 +259,19 @@ class TapDriver:
     def decided(self, term: SimTerminalConn, tap: PendingTap, msg: dict[str, Any]) -> None:
         r = self.result
         r.hist.record_s(time.monotonic() - tap.intended)
+        if self.keep_approved:
+            r.outcomes.append(
+                (
+                    term.t.terminal_id,
+                    tap.tap_id,
+                    tap.card,
+                    msg["result"],
+                    msg["reason"],
+                    msg["amount"],
+                    msg["balance"],
+                    msg["gateway_time"],
+                )
+            )
         if msg["result"] == wire.RESULT_APPROVED:
             r.approved += 1
             if self.keep_approved:
@@ -323,6 +345,12 @@ class TapDriver:
             await asyncio.sleep(0.01)
         self.stopping = True
         self.result.errors += sum(len(t.pending) for t in self.terminals)
+        if self.keep_approved:
+            for t in self.terminals:
+                for tap in t.pending.values():
+                    self.result.outcomes.append(
+                        (t.t.terminal_id, tap.tap_id, tap.card, "unresolved", "", 0, 0, 0)
+                    )
         self.result.wall_s = send_wall
         self.result.cpu_s = send_cpu
         for t in self.terminals:

@@ -31,8 +31,22 @@ from terminal_sim.fleet import make_cards, make_fleet, provision
 
 #: A client process using more than this share of one core is taken to be the bottleneck.
 CLIENT_CPU_BOUND_SHARE = 0.9
-#: ... as is one whose sends ran this late at the 99th percentile (ms).
+#: ... as is one whose sends ran this late at the 99th percentile (ms) while it was busy
+#: (more than CLIENT_BUSY_SHARE of a core). Late sends from a mostly idle client mean the
+#: machine's cores were taken by others (the gateway, Redis, other jobs): `client_starved`.
 CLIENT_SEND_LAG_P99_MS = 5.0
+CLIENT_BUSY_SHARE = 0.5
+
+
+def client_bottleneck(
+    cpu_shares: list[float], lag_p99_ms: float, *, open_loop: bool = True
+) -> tuple[bool, bool]:
+    """(client_cpu_bound, client_starved) from each client process's CPU share of a core while
+    sending and the p99 of how late its sends ran (open loop only)."""
+    busiest = max(cpu_shares, default=0.0)
+    late = open_loop and lag_p99_ms > CLIENT_SEND_LAG_P99_MS
+    bound = busiest > CLIENT_CPU_BOUND_SHARE or (late and busiest > CLIENT_BUSY_SHARE)
+    return bound, late and not bound
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,8 @@ def summarise(spec: SimSpec, r: DriverResult, cpu_shares: list[float]) -> dict[s
         "declines": r.declines,
         "client_cpu_share": [round(c, 3) for c in cpu_shares],
         "client_send_lag_p99_ms": lag_p99,
-        "client_cpu_bound": any(c > CLIENT_CPU_BOUND_SHARE for c in cpu_shares)
-        or lag_p99 > CLIENT_SEND_LAG_P99_MS,
+        "client_cpu_bound": client_bottleneck(cpu_shares, lag_p99)[0],
+        "client_starved": client_bottleneck(cpu_shares, lag_p99)[1],
     }
 
 
@@ -126,8 +140,11 @@ async def provision_fleet(redis_url: str, terminals: int, cards: int, seed: int)
         await provision(store, make_fleet(terminals, seed), make_cards(cards, seed))
 
 
-def start_gateway_process(port: int, redis_url: str, data_dir: Path) -> subprocess.Popen[str]:
+def start_gateway_process(
+    port: int, redis_url: str, data_dir: Path, tariff: Path | None = None
+) -> subprocess.Popen[str]:
     """`citycard serve` as a child process; returns once it listens."""
+    extra = ["--tariff", str(tariff)] if tariff is not None else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -140,6 +157,7 @@ def start_gateway_process(port: int, redis_url: str, data_dir: Path) -> subproce
             redis_url,
             "--data-dir",
             str(data_dir),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -162,7 +180,11 @@ def _drain(stream: Any) -> None:
 
 @contextmanager
 def gateway_process(
-    data_dir: Path, *, redis_url: str | None = None, appendfsync: str = "everysec"
+    data_dir: Path,
+    *,
+    redis_url: str | None = None,
+    appendfsync: str = "everysec",
+    tariff: Path | None = None,
 ) -> Iterator[tuple[str, str]]:
     """A `citycard serve` child process (and a Redis of its own if none is given);
     yields (ws url, redis url)."""
@@ -172,7 +194,7 @@ def gateway_process(
             redis = RedisServer(data_dir=data_dir / "redis", appendfsync=appendfsync).start()
             stack.append(redis.stop)
             redis_url = redis.url
-        proc = start_gateway_process(port, redis_url, data_dir)
+        proc = start_gateway_process(port, redis_url, data_dir, tariff)
         stack.append(lambda: _stop(proc))
         yield f"ws://127.0.0.1:{port}/", redis_url
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from policies.gtfs.model import FareFeed, LegRule, Offer
 
@@ -110,3 +111,28 @@ def price_leg(
         return None
     position, offer, fallback = found
     return Priced(rules[position], offer, fallback)
+
+
+@lru_cache(maxsize=8_192)
+def match_and_price(
+    feed: FareFeed,
+    network: str | None,
+    from_areas: frozenset[str],
+    to_areas: frozenset[str],
+    from_groups: frozenset[str],
+    to_groups: frozenset[str],
+    category: str | None,
+    medium: str | None,
+) -> tuple[tuple[LegRule, ...], Priced | None]:
+    """`match_leg_rules` then `price_leg`, memoised: both depend only on these arguments (the
+    feed is immutable), and a city's taps repeat the same few combinations all day long."""
+    rules = match_leg_rules(feed, network, from_areas, to_areas, from_groups, to_groups)
+    return tuple(rules), (price_leg(feed, rules, category, medium) if rules else None)
+
+
+@lru_cache(maxsize=8_192)
+def cheapest_offer_of(
+    feed: FareFeed, product_id: str, category: str | None, medium: str | None
+) -> tuple[int, Offer, str | None] | None:
+    """`cheapest_offer` of one product, memoised (transfer products are priced on every leg)."""
+    return cheapest_offer(feed, (product_id,), category, medium)

@@ -17,10 +17,12 @@ from typing import Final
 
 from policies.gtfs import errors
 from policies.gtfs.errors import QuoteError
-from policies.gtfs.legs import match_leg_rules, price_leg
+from policies.gtfs.legs import match_and_price
 from policies.gtfs.local_time import local_day_and_time, pass_end_ms, timeframe_groups
 from policies.gtfs.model import FareFeed
 from policies.gtfs.transfers import SubJourney, TransferChoice, find_transfer
+
+_NO_AREAS: Final[frozenset[str]] = frozenset()
 
 MAX_HELD_PASSES: Final = 8
 """Passes a journey remembers; the oldest are forgotten first (a bound on the state's size)."""
@@ -175,7 +177,7 @@ def quote_journey(
 
 def extend_journey(feed: FareFeed, quote: JourneyQuote, leg: Leg) -> JourneyQuote:
     """`quote` with one more leg priced; the earlier legs' amounts are never changed."""
-    leg_quote, state = _price(feed, quote, leg, len(quote.legs))
+    leg_quote, state = price_next_leg(feed, quote, leg)
     return JourneyQuote(
         quote.feed_version,
         quote.currency,
@@ -185,6 +187,15 @@ def extend_journey(feed: FareFeed, quote: JourneyQuote, leg: Leg) -> JourneyQuot
         (*quote.legs, leg_quote),
         state,
     )
+
+
+def price_next_leg(
+    feed: FareFeed, quote: JourneyQuote, leg: Leg
+) -> tuple[LegQuote, JourneyState]:
+    """The price of `leg` after `quote`, and the journey state after it: the one step of
+    `extend_journey`, for a caller that keeps only the state between legs (a gateway charging
+    tap by tap stores `JourneyState`, not the legs). Raises `QuoteError`."""
+    return _price(feed, quote, leg, len(quote.legs))
 
 
 def _check_leg(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[int, int, int]:
@@ -228,21 +239,22 @@ def _price(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[LegQu
     to_groups = from_groups
     if feed.timeframes and end_ms != start_ms:
         to_groups = timeframe_groups(feed, *local_day_and_time(feed.zone, end_ms))
-    rules = match_leg_rules(
+    category, medium = quote.rider_category, quote.fare_media
+    rules, priced = match_and_price(
         feed,
         network,
-        feed.stop_areas.get(leg.from_stop_id, frozenset()),
-        feed.stop_areas.get(leg.to_stop_id, frozenset()),
+        feed.stop_areas.get(leg.from_stop_id, _NO_AREAS),
+        feed.stop_areas.get(leg.to_stop_id, _NO_AREAS),
         from_groups,
         to_groups,
+        category,
+        medium,
     )
     if not rules:
         where = f"network {network!r}, timeframes {sorted(from_groups)}"
         raise QuoteError(
             errors.NO_FARE_RULE, f"no fare_leg_rules row matches ({where})", leg_index=i
         )
-    category, medium = quote.rider_category, quote.fare_media
-    priced = price_leg(feed, rules, category, medium)
     if priced is None:
         products = sorted({r.fare_product_id for r in rules})
         raise QuoteError(
@@ -265,17 +277,24 @@ def _price(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[LegQu
         explain.append({"category_fallback": priced.fallback_category})
 
     state = quote.state
-    passes = tuple(p for p in state.passes if p.valid_until_ms > start_ms)
     transfer: TransferChoice | None = None
     if state.sub is not None:
         transfer = find_transfer(
             feed, state.sub, rule.leg_group_id, start_ms, end_ms, full_fare, category, medium
         )
-    rule_products = {r.fare_product_id for r in rules}
-    held = next(
-        (p for p in passes if p.fare_product_id in rule_products and p.valid_from_ms <= start_ms),
-        None,
-    )
+    held: HeldPass | None = None
+    passes: tuple[HeldPass, ...] = ()
+    if state.passes:
+        passes = tuple(p for p in state.passes if p.valid_until_ms > start_ms)
+        rule_products = {r.fare_product_id for r in rules}
+        held = next(
+            (
+                p
+                for p in passes
+                if p.fare_product_id in rule_products and p.valid_from_ms <= start_ms
+            ),
+            None,
+        )
     applied: AppliedTransfer | None = None
     pass_used: str | None = None
     if transfer is not None and state.sub is not None and (held is None or transfer.amount == 0):

@@ -20,8 +20,9 @@ This module owns the transfer half of the spec:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from policies.gtfs.legs import cheapest_offer, field_matches
+from policies.gtfs.legs import cheapest_offer_of, field_matches
 from policies.gtfs.model import (
     ARRIVAL_TO_ARRIVAL,
     ARRIVAL_TO_DEPARTURE,
@@ -86,37 +87,23 @@ def find_transfer(
     if sub.last_group is None or to_group is None:
         return None
     number = sub.transfers + 1
-    index = feed.index
-    candidates: list[tuple[TransferRule, int]] = []
-    for rule in feed.transfer_rules:
-        if not (
-            field_matches(
-                rule.from_leg_group_id, (sub.last_group,), index.transfer_from_groups, False
-            )
-            and field_matches(rule.to_leg_group_id, (to_group,), index.transfer_to_groups, False)
-        ):
-            continue
-        if rule.transfer_count not in (None, -1) and number > (rule.transfer_count or 0):
+    candidates: list[tuple[_PricedRule, int]] = []
+    for priced in _priced_rules(feed, sub.last_group, to_group, category, medium):
+        rule = priced.rule
+        if number > priced.count_key:
             continue
         elapsed = elapsed_ms(rule.duration_limit_type, sub, start_ms, end_ms)
         if rule.duration_limit_s is not None and elapsed > rule.duration_limit_s * 1000:
             continue
-        candidates.append((rule, elapsed))
+        candidates.append((priced, elapsed))
     if not candidates:
         return None
-    smallest = min(_count_key(rule) for rule, _ in candidates)
+    smallest = min(priced.count_key for priced, _ in candidates)
     best: TransferChoice | None = None
-    for rule, elapsed in candidates:
-        if _count_key(rule) != smallest:
+    for priced, elapsed in candidates:
+        if priced.count_key != smallest or not priced.offered:
             continue
-        offer: Offer | None = None
-        fallback: str | None = None
-        if rule.fare_product_id is not None:
-            found = cheapest_offer(feed, (rule.fare_product_id,), category, medium)
-            if found is None:
-                continue
-            _, offer, fallback = found
-        cost = offer.amount if offer is not None else 0
+        rule, offer, cost = priced.rule, priced.offer, priced.cost
         if rule.fare_transfer_type == FROM_LEG_PLUS_TRANSFER:
             amount = cost
         elif rule.fare_transfer_type == FROM_LEG_PLUS_TRANSFER_PLUS_TO_LEG:
@@ -125,5 +112,60 @@ def find_transfer(
             amount = cost - sub.last_amount
         amount = max(0, amount)
         if best is None or amount < best.amount:
-            best = TransferChoice(rule, offer, cost, amount, elapsed, number, fallback)
+            best = TransferChoice(rule, offer, cost, amount, elapsed, number, priced.fallback)
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class _PricedRule:
+    """A transfer rule with what does not depend on the journey worked out once per rider."""
+
+    rule: TransferRule
+    count_key: float
+    """transfer_count as a bound on the transfer number (inf: no limit)."""
+    offered: bool
+    """False: the rule's product has no offer for the rider (the rule does not apply)."""
+    offer: Offer | None
+    cost: int
+    fallback: str | None
+
+
+@lru_cache(maxsize=4_096)
+def _priced_rules(
+    feed: FareFeed, from_group: str, to_group: str, category: str | None, medium: str | None
+) -> tuple[_PricedRule, ...]:
+    out = []
+    for rule in _rules_between(feed, from_group, to_group):
+        offer: Offer | None = None
+        fallback: str | None = None
+        offered = True
+        if rule.fare_product_id is not None:
+            found = cheapest_offer_of(feed, rule.fare_product_id, category, medium)
+            if found is None:
+                offered = False
+            else:
+                _, offer, fallback = found
+        out.append(
+            _PricedRule(
+                rule,
+                _count_key(rule),
+                offered,
+                offer,
+                offer.amount if offer is not None else 0,
+                fallback,
+            )
+        )
+    return tuple(out)
+
+
+@lru_cache(maxsize=4_096)
+def _rules_between(feed: FareFeed, from_group: str, to_group: str) -> tuple[TransferRule, ...]:
+    """The transfer rules whose leg groups match a transfer from `from_group` to `to_group`, in
+    file order (memoised: this does not depend on times, counts or the rider)."""
+    index = feed.index
+    return tuple(
+        rule
+        for rule in feed.transfer_rules
+        if field_matches(rule.from_leg_group_id, (from_group,), index.transfer_from_groups, False)
+        and field_matches(rule.to_leg_group_id, (to_group,), index.transfer_to_groups, False)
+    )

@@ -60,6 +60,7 @@ class World:
     inside: set[str] = field(default_factory=set)
     overlaps: int = 0
     handled: list[tuple[str, Msg]] = field(default_factory=list)
+    tasks: list[int] = field(default_factory=list)  # the task id of every handle call
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def factory(self, key: str) -> CounterActor:
@@ -105,6 +106,7 @@ class CounterActor:
         self._enter("handle")
         try:
             self.world.handled.append((self.key, msg))
+            self.world.tasks.append(anyio.get_current_task().id)
             await anyio.lowlevel.checkpoint()
             if isinstance(msg, Add):
                 self.value += msg.n
@@ -130,6 +132,11 @@ class CounterActor:
                 await gate[1].wait()
         finally:
             self._exit()
+
+
+def task_count() -> int:
+    """Tasks alive in the event loop (the test's own, the registry's, any workers)."""
+    return len(anyio.get_running_tasks())
 
 
 async def wait_until(cond: Callable[[], bool], limit_s: float = 2.0) -> None:

@@ -359,9 +359,30 @@ async def test_message_after_stop_request_aborts_passivation() -> None:
     world = World()
     async with world.registry() as reg:
         await reg.ask("k", Add(1))
-        # What the reaper / LRU eviction do, then an ask before the actor task runs again.
-        reg._request_stop(reg._entries["k"])
+        # What the reaper / LRU eviction do to an idle actor, then an ask before the
+        # passivation task takes it.
+        reg._stop_idle("k")
+        assert reg._live == 0
         assert await reg.ask("k", Add(1)) == 2
+        await anyio.sleep(0.01)  # let the passivation task run (nothing left for it)
+        assert world.count("passivate") == 0
+        assert world.count("activate") == 1
+        assert reg.resident == 1
+        assert reg._live == 1
+
+
+async def test_message_after_stop_request_on_busy_actor_aborts_passivation() -> None:
+    world = World()
+    entered, gate = anyio.Event(), anyio.Event()
+    out: list[object] = []
+    async with world.registry() as reg:
+        async with anyio.create_task_group() as tg:
+            await tg.start(ask_started, reg, "k", Wait(entered, gate), out)
+            await entered.wait()
+            reg._request_stop(reg._active["k"])  # passivate once the mailbox is empty...
+            await tg.start(ask_started, reg, "k", Add(2), out)  # ...but a message came
+            gate.set()
+        assert out == [0, 2]
         assert world.count("passivate") == 0
         assert world.count("activate") == 1
         assert reg.resident == 1

@@ -9,7 +9,7 @@ import trio.testing
 
 from actors.runtime import ActorUnavailable
 
-from .helpers import Add, Boom, Crash, Get, Wait, World, ask_started
+from .helpers import Add, Boom, Crash, Get, Wait, World, ask_started, task_count
 
 
 @pytest.mark.trio
@@ -86,3 +86,21 @@ async def test_timeout_precision_with_mock_clock(autojump_clock: trio.testing.Mo
     assert out == [0]
     assert reg.stats()["timeouts"] == 3
     assert reg.stats()["abandoned"] == 3
+
+
+@pytest.mark.trio
+async def test_worker_linger_with_mock_clock(autojump_clock: trio.testing.MockClock) -> None:
+    world = World()
+    async with world.registry(linger_s=2.0) as reg:  # sweeper every 1 s: lingers 1..2 s
+        baseline = task_count()
+        await reg.ask("k", Add(1))
+        await trio.sleep(0.9)
+        assert task_count() == baseline + 1  # the worker lingers
+        await reg.ask("k", Add(1))  # served by the same worker: its linger starts again
+        await trio.sleep(0.9)
+        assert task_count() == baseline + 1
+        await trio.sleep(1.2)
+        assert task_count() == baseline  # idle for 2.1 s: ended
+        assert reg.resident == 1
+        assert await reg.ask("k", Get()) == 2  # a new worker; the instance was kept
+    assert world.count("activate") == 1

@@ -236,7 +236,7 @@ def test_bad_field_other_messages(msg: dict[str, Any]) -> None:
     assert error_of(msg).code == wire.BAD_FIELD
 
 
-@pytest.mark.parametrize("op", ["refund", "FARE", "", "tap_on"])
+@pytest.mark.parametrize("op", ["refund", "FARE", "", "tap_out"])
 def test_unknown_op(op: str) -> None:
     err = error_of(tap_dict(op=op))
     assert err.code == wire.UNKNOWN_OP
