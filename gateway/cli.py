@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig, default_data_dir
 
+
 def _terminal_kinds() -> tuple[str, ...]:
     from actors.terminal import KIND_OPS
 
