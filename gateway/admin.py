@@ -10,11 +10,13 @@ from pathlib import Path
 import anyio
 import orjson
 import redis
+import redis.asyncio as aredis
 from nacl.signing import SigningKey
+from redis.exceptions import WatchError
 
-from gateway.redis_store import RedisStore
+from gateway.redis_store import PUT_CARD_LUA, RedisStore, card_key, journal_key
 from gateway.signing import key_id_for, load_or_create_signing_key
-from gateway.store import Store, TerminalRecord
+from gateway.store import JOURNAL_MAXLEN_PER_SHARD, Store, TerminalRecord, shard_of
 from policies import CardState
 
 #: Redis hash: gateway key id -> hex public key. Terminals and simulators read it to verify.
@@ -68,6 +70,39 @@ async def issue_card(store: Store, card: str, *, balance: int, category: str = "
     await store.put_card(card, orjson.dumps(state.to_dict()))
 
 
+#: Attempts to block a card before giving up (each one lost a race against a tap on it).
+MAX_BLOCK_ATTEMPTS = 50
+
+
+async def block_card(client: aredis.Redis, card: str) -> bool:
+    """Set a card's status to blocked, as a compare-and-set; False if the card does not exist.
+
+    A plain read-modify-write would overwrite a tap committed in between (its charge lost), so
+    the card's hash is WATCHed and the block retried when a tap got in first. The write goes
+    through the `put_card` script (journal entry `op=put_card`) and bumps the card's version, so
+    the card actor's next write conflicts, reloads and sees the block."""
+    key = card_key(card)
+    jkey = journal_key(shard_of(card))
+    for _ in range(MAX_BLOCK_ATTEMPTS):
+        async with client.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                raw = await pipe.hget(key, "state")
+                if raw is None:
+                    return False
+                state = orjson.loads(raw)
+                state["status"] = "blocked"
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.eval(
+                    PUT_CARD_LUA, 2, key, jkey, orjson.dumps(state), JOURNAL_MAXLEN_PER_SHARD, card
+                )
+                await pipe.execute()
+                return True
+            except WatchError:
+                continue
+    raise RuntimeError(f"could not block {card}: {MAX_BLOCK_ATTEMPTS} races lost")
+
+
 def keys_command(args: argparse.Namespace) -> int:
     cmd = args.keys_command
     if cmd in ("generate", "show"):
@@ -115,14 +150,17 @@ def cards_command(args: argparse.Namespace) -> int:
                 await issue_card(store, args.card, balance=args.balance, category=args.category)
                 print(f"issued {args.card} balance={args.balance}")
                 return
+            if args.cards_command == "block":
+                client = aredis.Redis.from_url(args.redis_url)
+                try:
+                    if not await block_card(client, args.card):
+                        raise SystemExit(f"unknown card {args.card}")
+                finally:
+                    await client.aclose()
             rec = await store.load_card(args.card)
             if rec is None:
                 raise SystemExit(f"unknown card {args.card}")
-            state = orjson.loads(rec.state)
-            if args.cards_command == "block":
-                state["status"] = "blocked"
-                await store.put_card(args.card, orjson.dumps(state))
-            print(orjson.dumps({"version": rec.version, **state}).decode())
+            print(orjson.dumps({"version": rec.version, **orjson.loads(rec.state)}).decode())
 
     anyio.run(run)
     return 0

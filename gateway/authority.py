@@ -55,11 +55,14 @@ class GatewayAuthority:
             currency=self._currency(),
             gateway_time=gateway_time,
         )
-        detail = {
+        detail: dict[str, object] = {
             "product": decision.product,
             "tariff_version": decision.tariff_version,
             "explain": decision.explain,
         }
+        if decision.caps:
+            # How far the card is toward each cap, for the terminal's display and the auditors.
+            detail["caps"] = [cap.to_dict() for cap in decision.caps]
         return wire.encode_auth(fields, self._signer.sign_auth(fields), detail)
 
     signed_decline = auth_frame

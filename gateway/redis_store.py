@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: Writes queued and not yet sent; beyond this `commit` raises StoreOverloaded.
 MAX_PENDING_WRITES: Final = 10_000
+#: Card loads (actor activations) waiting for the loader's next round trip; more are refused.
+MAX_PENDING_LOADS: Final = 10_000
 #: Writes per pipeline round trip.
 MAX_BATCH: Final = 512
 
@@ -139,7 +141,8 @@ _PROGRESS_HEAD: Final = b"*8\r\n" + _bulk(b"EVALSHA") + _bulk(_PROGRESS_SHA) + _
 _MAX_RECENT_BULK: Final = _bulk(b"%d" % RECENT_TAPS_PER_TERMINAL)
 # The EVALSHA of the commit script up to the journal fields (see COMMIT_LUA for the arguments).
 _COMMIT_FMT: Final = (
-    b"*%d\r\n" + _COMMIT_HEAD
+    b"*%d\r\n"
+    + _COMMIT_HEAD
     + b"$%d\r\n%b:card:%b\r\n"  # KEYS[1] card hash
     + b"$%d\r\n%b:tap:%b/%b\r\n"  # KEYS[2] tap record ("/" is in no identifier)
     + b"%b"  # KEYS[3] journal stream (pre-encoded)
@@ -205,20 +208,41 @@ def encode_write(w: CardWrite) -> tuple[bytes, bytes]:
         fields.append(b"$%d\r\n%b\r\n" % (len(vb), vb))
     commit = _COMMIT_FMT % (
         15 + 2 * len(journal),
-        len(card) + 14, prefix, card,
-        len(term) + len(tap) + 14, prefix, term, tap,
+        len(card) + 14,
+        prefix,
+        card,
+        len(term) + len(tap) + 14,
+        prefix,
+        term,
+        tap,
         _JOURNAL_BULK[shard],
-        len(ver), ver,
-        b"0" if state is None else b"1", 0 if state is None else len(state), state or b"",
-        len(record), record,
-        len(card), card, len(term), term, len(tap), tap,
+        len(ver),
+        ver,
+        b"0" if state is None else b"1",
+        0 if state is None else len(state),
+        state or b"",
+        len(record),
+        record,
+        len(card),
+        card,
+        len(term),
+        term,
+        len(tap),
+        tap,
     )
     hsh = w.tap_hash.encode()
     seq = b"%d" % w.seq
     progress = _PROGRESS_FMT % (
-        len(term) + 7, term, len(term) + 14, term,
-        len(seq), seq,
-        len(tap) + len(card) + len(hsh) + 2, tap, card, hsh,
+        len(term) + 7,
+        term,
+        len(term) + 14,
+        term,
+        len(seq),
+        seq,
+        len(tap) + len(card) + len(hsh) + 2,
+        tap,
+        card,
+        hsh,
     )
     return commit + b"".join(fields), progress
 
@@ -243,7 +267,9 @@ class StoreStats:
     write_errors: int = 0  # single writes failed by Redis (StoreError)
     progress_errors: int = 0  # progress script errors (the commit itself stood)
     script_reloads: int = 0  # NOSCRIPT recoveries
-    overloaded: int = 0  # commits refused with StoreOverloaded
+    overloaded: int = 0  # commits and loads refused with StoreOverloaded
+    load_batches: int = 0  # pipelines sent by the loader
+    loads: int = 0  # card loads in those pipelines
 
     @property
     def mean_batch(self) -> float:
@@ -283,6 +309,7 @@ class RedisStore:
         self,
         client: Redis,
         commit_conn: AbstractConnection,
+        load_conn: AbstractConnection,
         *,
         socket_timeout: float,
         max_pending: int,
@@ -290,6 +317,9 @@ class RedisStore:
     ) -> None:
         self._r = client
         self._conn = commit_conn
+        self._load_conn = load_conn
+        self._loads: deque[tuple[bytes, str, asyncio.Future[CardRecord | None]]] = deque()
+        self._load_wakeup = asyncio.Event()
         self._batch_timeout = socket_timeout
         self._max_pending = max_pending
         self._max_batch = max_batch
@@ -330,17 +360,25 @@ class RedisStore:
             decode_responses=False,
         )
         client = Redis(connection_pool=pool)
-        commit_conn: AbstractConnection = ConnectionPool.from_url(
+        # The committer and the loader each own one connection: a batch's replies arrive in
+        # order on it, and no pool checkout sits on the tap path.
+        batch_pool = ConnectionPool.from_url(
             url,
             socket_timeout=None,  # each batch as a whole is bounded instead
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),  # no retry: the terminal retries the tap
             decode_responses=False,
-        ).make_connection()  # type: ignore[no-untyped-call]
+        )
+        commit_conn: AbstractConnection = batch_pool.make_connection()  # type: ignore[no-untyped-call]
+        load_conn: AbstractConnection = batch_pool.make_connection()  # type: ignore[no-untyped-call]
         try:
             store = cls(
-                client, commit_conn, socket_timeout=socket_timeout,
-                max_pending=max_pending, max_batch=max_batch,
+                client,
+                commit_conn,
+                load_conn,
+                socket_timeout=socket_timeout,
+                max_pending=max_pending,
+                max_batch=max_batch,
             )
             with _translate_errors("loading scripts"), anyio.fail_after(socket_timeout):
                 for script in (COMMIT_LUA, PROGRESS_LUA):
@@ -348,19 +386,23 @@ class RedisStore:
             # A plain asyncio task rather than a task group, so that an exception in the body
             # reaches the caller as itself and not wrapped in an ExceptionGroup.
             committer = asyncio.create_task(store._committer(), name="RedisStore.committer")
+            loader = asyncio.create_task(store._loader(), name="RedisStore.loader")
             try:
                 yield store
             finally:
                 store._closing = True
                 store._wakeup.set()
+                store._load_wakeup.set()
                 with anyio.move_on_after(close_timeout, shield=True):
                     await store._stopped.wait()
                 committer.cancel()
+                loader.cancel()
                 with anyio.CancelScope(shield=True):
-                    await asyncio.gather(committer, return_exceptions=True)
+                    await asyncio.gather(committer, loader, return_exceptions=True)
         finally:
             with anyio.CancelScope(shield=True):
                 await commit_conn.disconnect()
+                await load_conn.disconnect()
                 await client.aclose()
                 await pool.disconnect()
 
@@ -477,12 +519,76 @@ class RedisStore:
     # --- cards ---------------------------------------------------------------------------
 
     async def load_card(self, card: str) -> CardRecord | None:
-        with _translate_errors("load_card"):
-            row: Any = await self._r.hmget(card_key(card), ["state", "ver"])
-        state, ver = row
-        if state is None:
-            return None
-        return CardRecord(card, state, int(ver or 0))
+        """Group-fetched like commits: every load waiting while the previous round trip was in
+        flight goes out in the next one, so a burst of card activations costs one round trip."""
+        if self._closing or self._stopped.is_set():
+            raise StoreUnavailable("store is closed")
+        if len(self._loads) >= MAX_PENDING_LOADS:
+            self.stats.overloaded += 1
+            raise StoreOverloaded(f"{len(self._loads)} card loads pending")
+        cmd = _command(b"HMGET", card_key(card).encode(), b"state", b"ver")
+        fut: asyncio.Future[CardRecord | None] = self._loop.create_future()
+        self._loads.append((cmd, card, fut))
+        self._load_wakeup.set()
+        return await fut
+
+    async def _loader(self) -> None:
+        loads = self._loads
+        try:
+            while True:
+                if not loads:
+                    if self._closing:
+                        return
+                    self._load_wakeup.clear()
+                    await self._load_wakeup.wait()
+                    continue
+                batch: list[tuple[bytes, str, asyncio.Future[CardRecord | None]]] = []
+                while loads and len(batch) < self._max_batch:
+                    item = loads.popleft()
+                    if not item[2].done():
+                        batch.append(item)
+                if batch:
+                    await self._run_loads(batch)
+        finally:
+            exc = StoreUnavailable("store closed before the load was sent")
+            for _, _, fut in loads:
+                if not fut.done():
+                    fut.set_exception(exc)
+            loads.clear()
+
+    async def _run_loads(
+        self, batch: list[tuple[bytes, str, asyncio.Future[CardRecord | None]]]
+    ) -> None:
+        self.stats.load_batches += 1
+        self.stats.loads += len(batch)
+        try:
+            async with asyncio.timeout(self._batch_timeout):
+                replies = await _round_trip(self._load_conn, [cmd for cmd, _, _ in batch])
+        except Exception as exc:
+            await self._load_conn.disconnect(nowait=True)
+            err: StoreError = (
+                StoreUnavailable(f"load batch failed: {_describe(exc)}")
+                if isinstance(exc, _UNAVAILABLE_ERRORS)
+                else StoreError(f"load batch failed: {_describe(exc)}")
+            )
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        except BaseException:
+            closed = StoreUnavailable("store closed during the load round trip")
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(closed)
+            raise
+        for (_, card, fut), reply in zip(batch, replies, strict=True):
+            if fut.done():
+                continue
+            if isinstance(reply, Exception):
+                fut.set_exception(StoreError(f"load_card: {_describe(reply)}"))
+                continue
+            state, ver = reply
+            fut.set_result(None if state is None else CardRecord(card, state, int(ver or 0)))
 
     async def put_card(self, card: str, state: bytes) -> None:
         with _translate_errors("put_card"):

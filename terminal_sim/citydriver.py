@@ -14,7 +14,7 @@ a tap answered `busy` / `unavailable` / `internal` -- or not answered in 6 s, or
 dropped connection -- with the same tap id and content, and reconnects with back-off. Mobile
 terminals (buses, taxis) lose their network during scheduled outages: the connection is cut,
 taps made meanwhile wait, and on reconnect everything pending is resent. Cards scheduled for
-blocking are blocked through Redis at their time (`cardadmin.block_card`).
+blocking are blocked through Redis at their time (`gateway.admin.block_card`).
 
 What every terminal saw is kept in a compact `TapLog` (one row per scheduled tap), which the
 auditor and the reports read.
@@ -499,7 +499,7 @@ class CityDriver:
             return
         import redis.asyncio as aredis
 
-        from terminal_sim.cardadmin import block_card
+        from gateway.admin import block_card
 
         assert self.plan.redis_url is not None, "blocking cards needs the gateway's Redis"
         client = aredis.Redis.from_url(self.plan.redis_url)

@@ -23,6 +23,7 @@ from gateway.store import (
     RECENT_TAPS_PER_TERMINAL,
     RESERVED_JOURNAL_FIELDS,
     TAP_RECORD_TTL_S,
+    CardRecord,
     CardWrite,
     CommitResult,
     StoreError,
@@ -102,6 +103,31 @@ async def test_concurrent_commits_share_round_trips(redis_url: str) -> None:
     assert stats.batches < n / 10
     assert stats.max_batch <= 256
     assert stats.mean_batch == n / stats.batches
+
+
+async def test_concurrent_card_loads_share_round_trips(redis_url: str) -> None:
+    """Card activations are group-fetched: a burst of loads costs a few round trips, not one
+    pooled connection each (a pool would run dry under a burst of activations)."""
+    n = 600
+    async with RedisStore.connect(redis_url, max_connections=2) as store:
+        for i in range(0, n, 2):
+            await store.put_card(f"card-{i}", b'{"balance":%d}' % i)
+        loaded: dict[int, CardRecord | None] = {}
+
+        async def one(i: int) -> None:
+            loaded[i] = await store.load_card(f"card-{i}")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        stats = store.stats
+    assert stats.loads == n and stats.load_batches < n / 10
+    for i in range(n):
+        rec = loaded[i]
+        if i % 2:
+            assert rec is None
+        else:
+            assert rec is not None and rec.state == b'{"balance":%d}' % i and rec.version == 1
 
 
 async def test_a_failing_write_fails_alone(redis_url: str, sync_redis: redis.Redis) -> None:

@@ -114,6 +114,9 @@ async def test_tap_on_tap_off_pass_and_correction(gw: Gateway) -> None:
         assert (on["result"], on["amount"], on["balance"]) == ("approved", 450, 4_550)
         assert verified(gw, on)
         assert on["detail"]["tariff_version"] == "zonal-1"
+        # The terminal sees how far the card is toward its caps.
+        day_cap = next(c for c in on["detail"]["caps"] if c["cap"] == "day")
+        assert (day_cap["spent"], day_cap["amount"]) == (450, 5_000), on["detail"]["caps"]
         explain = on["detail"]["explain"]
         assert {"rule": "tap_on", "journey": "J1"}.items() <= next(
             s for s in explain if s["rule"] == "tap_on"
