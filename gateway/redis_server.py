@@ -42,6 +42,35 @@ def find_redis_server() -> str:
     return str(bundled)
 
 
+#: How long a leftover server on the same data folder gets to shut down cleanly.
+STALE_SHUTDOWN_TIMEOUT_S = 15.0
+
+
+def stop_stale_server(pidfile: Path) -> None:
+    """Stop a redis-server left running on this data folder (its gateway was killed with
+    SIGKILL): two servers must never append to the same AOF. SIGTERM lets it finish its AOF."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"redis-server" not in cmdline:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STALE_SHUTDOWN_TIMEOUT_S
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited process nobody reaped yet has let go of its files)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -70,6 +99,8 @@ class RedisServer:
         # Absolute: redis-server changes into --dir before it opens the log file.
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        pidfile = self.data_dir / "redis.pid"
+        stop_stale_server(pidfile)
         if not self.port:
             self.port = free_port(self.host)
         args = [
@@ -90,6 +121,8 @@ class RedisServer:
             "yes",
             "--daemonize",
             "no",
+            "--pidfile",
+            str(pidfile),
             "--loglevel",
             "warning",
             "--logfile",

@@ -187,7 +187,9 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             embedded = RedisServer(
                 data_dir=config.data_dir / "redis", appendfsync=config.appendfsync
             )
-            await anyio.to_thread.run_sync(embedded.start)
+            # On this thread, not a worker: the server is tied to the starting thread's life
+            # (RedisServer.die_with_parent), and a worker thread may exit when idle.
+            embedded.start()
             stack.callback(embedded.stop)
             redis_url = embedded.url
         key = load_or_create_signing_key(config.data_dir / "keys" / "gateway.key")
@@ -284,8 +286,24 @@ async def _reap_idle(gw: Gateway) -> None:
 
 
 async def serve_forever(config: GatewayConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then close connections, drain writes and stop Redis."""
     # Only the serving process tunes the collector; tests and the demo keep CPython's defaults.
     gc_monitor = GcMonitor().install()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signal, tg.cancel_scope)
+        await _serve(config, gc_monitor)
+        tg.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.warning("signal %s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _serve(config: GatewayConfig, gc_monitor: GcMonitor) -> None:
     async with open_gateway(config) as gw:
         print(
             f"citycard gateway listening on {gw.url} (redis {gw.redis_url}, "

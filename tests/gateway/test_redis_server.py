@@ -1,0 +1,28 @@
+"""The embedded Redis launcher: a server left running on a data folder (its gateway was killed
+with SIGKILL) is stopped before a new one starts there, so two servers never share an AOF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from gateway.redis_server import RedisServer
+
+
+def test_stale_server_on_the_same_folder_is_stopped_first(tmp_path: Path) -> None:
+    first = RedisServer(tmp_path / "redis").start()
+    assert first._proc is not None
+    stale = first._proc
+    client = redis.Redis.from_url(first.url)
+    client.set("k", "kept")
+    client.close()
+    first._proc = None  # forgotten, as by a gateway killed with SIGKILL
+    second = RedisServer(tmp_path / "redis").start()
+    try:
+        assert stale.wait(timeout=10) == 0  # shut down cleanly (SIGTERM), not killed
+        client = redis.Redis.from_url(second.url)
+        assert client.get("k") == b"kept"  # the AOF was finished and is read by the new one
+        client.close()
+    finally:
+        second.stop()
