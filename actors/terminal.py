@@ -140,9 +140,13 @@ class TerminalSession:
                 return await self._error("not_authenticated", "heartbeat before authentication")
             await self._send(wire.encode_heartbeat_ack(msg.t, self._deps.now_ms()))
             return True
-        if isinstance(msg, wire.Hello):
-            return await self._on_hello(msg)
-        return await self._on_proof(msg)
+        try:
+            if isinstance(msg, wire.Hello):
+                return await self._on_hello(msg)
+            return await self._on_proof(msg)
+        except StoreUnavailable:
+            # Before authentication every error closes the connection; the terminal reconnects.
+            return await self._error("unavailable", "storage unavailable; reconnect and retry")
 
     async def _on_hello(self, msg: wire.Hello) -> bool:
         if self.phase is not Phase.AWAIT_HELLO:

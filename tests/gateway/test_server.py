@@ -343,3 +343,20 @@ async def test_silent_and_unauthenticated_connections_are_closed(redis_url: str,
         assert await closed(mute)
         assert await closed(t.ws)
         assert len(gateway.connections) == 0
+
+
+async def test_storage_down_during_hello_is_a_clear_error(redis_url: str, tmp_path: Path) -> None:
+    from gateway.redis_server import RedisServer
+
+    server = RedisServer(data_dir=tmp_path / "private").start()
+    config = GatewayConfig(port=0, redis_url=server.url, data_dir=tmp_path)
+    try:
+        async with open_gateway(config) as gateway:
+            server.kill()
+            ws = await connect(gateway.url, compression=None)
+            await ws.send(wire.encode_hello(GATE).decode())
+            err = await recv(ws)
+            assert (err["code"], err["fatal"]) == ("unavailable", True)
+            assert await closed(ws)
+    finally:
+        server.stop()
