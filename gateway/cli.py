@@ -74,9 +74,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.server import until_signalled
     from terminal_sim.demo import run_demo
 
-    _run(run_demo, _config(args), args.terminals, args.cards, args.rate, args.seed, args.period)
+    _run(until_signalled, run_demo, _config(args), args.terminals, args.cards, args.rate,
+         args.seed, args.period)
     return 0
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -289,9 +289,15 @@ async def serve_forever(config: GatewayConfig) -> None:
     """Serve until SIGTERM or SIGINT, then close connections, drain writes and stop Redis."""
     # Only the serving process tunes the collector; tests and the demo keep CPython's defaults.
     gc_monitor = GcMonitor().install()
+    await until_signalled(_serve, config, gc_monitor)
+
+
+async def until_signalled(fn: Callable[..., Awaitable[None]], *args: object) -> None:
+    """Run `fn(*args)` until it returns or SIGTERM / SIGINT arrives; then cancel it, so its
+    contexts close in order (connections, pending writes, the embedded Redis)."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_on_signal, tg.cancel_scope)
-        await _serve(config, gc_monitor)
+        await fn(*args)
         tg.cancel_scope.cancel()
 
 

@@ -47,6 +47,9 @@ def test_demo_serves_a_simulated_city(tmp_path: Path) -> None:
     # The embedded Redis and the generated key live in the data folder.
     assert (tmp_path / "var" / "keys" / "gateway.key").exists()
     assert (tmp_path / "var" / "redis" / "appendonlydir").exists()
+    # Stopped by a signal, the demo shut its embedded Redis down (which removes its pid file).
+    assert proc.returncode == 0
+    assert not (tmp_path / "var" / "redis" / "redis.pid").exists()
 
 
 def test_sim_without_url_starts_its_own_gateway(tmp_path: Path) -> None:
