@@ -47,8 +47,9 @@ def local_period(rules: TransitRules, now_ms: int) -> tuple[int, int]:
 
 def safe_local_period(rules: TransitRules, now_ms: int) -> tuple[int, int] | None:
     """`local_period`, or None for a time no calendar represents (a decline, not a crash)."""
+    assert rules.zone is not None
     try:
-        return local_period(rules, now_ms)
+        return local_day_month(rules.zone, now_ms)  # local_period, without its frame
     except (OverflowError, ValueError):
         return None
 
@@ -134,6 +135,8 @@ def _month_spend(memory: TransitMemory, month: int) -> int:
     return 0
 
 
+_progress: Final = tuple.__new__
+
 _KIND_INDEX: Final = {CAP_DAILY: 0, CAP_WEEKLY: 1, CAP_ROLLING_7D: 2, CAP_MONTHLY: 3}
 
 
@@ -153,16 +156,20 @@ def cap_fare(
         if headroom < charge:
             charge = max(0, headroom)
             binding = cap
+    # CapProgress built as the tuple it is (no NamedTuple __new__ frame per cap).
     progress = tuple(
         [
-            CapProgress(
-                cap.cap_id,
-                cap.kind,
-                period_label(cap.kind, day, month),
-                s + charge,
-                cap.amount,
-                # what this cap alone would have taken off the fare
-                fare - max(0, cap.amount - s) if cap.amount - s < fare else 0,
+            _progress(
+                CapProgress,
+                (
+                    cap.cap_id,
+                    cap.kind,
+                    period_label(cap.kind, day, month),
+                    s + charge,
+                    cap.amount,
+                    # what this cap alone would have taken off the fare
+                    fare - max(0, cap.amount - s) if cap.amount - s < fare else 0,
+                ),
             )
             for cap, s in before
         ]
@@ -218,6 +225,19 @@ def _take(
     periods: tuple[tuple[int, int], ...], period: int, amount: int
 ) -> tuple[tuple[int, int], ...]:
     return tuple((p, max(0, a - amount) if p == period else a) for p, a in periods)
+
+
+def recorded_spend(
+    memory: TransitMemory, amount: int, day: int, month: int
+) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """(spend_days, spend_months) of `record(memory, amount, day, month)`, without building the
+    memory (a caller about to build its own); the very same tuples when `amount` is 0."""
+    if amount == 0:
+        return memory.spend_days, memory.spend_months
+    return (
+        _add(memory.spend_days, day, amount, SPEND_DAYS),
+        _add(memory.spend_months, month, amount, SPEND_MONTHS),
+    )
 
 
 def record(memory: TransitMemory, amount: int, day: int, month: int) -> TransitMemory:

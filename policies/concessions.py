@@ -14,16 +14,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from policies._slots import slot_setters
 from policies.model import CardState
 from policies.transit_tariff import Category, TransitRules
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Resolved:
     name: str
     category: Category | None
     """None when the tariff defines no categories."""
     step: Mapping[str, object]
+
+    def __init__(
+        self,
+        name: str,
+        category: Category | None,
+        step: Mapping[str, object],
+    ) -> None:
+        _RESOLVED[0](self, name)
+        _RESOLVED[1](self, category)
+        _RESOLVED[2](self, step)
 
     @property
     def gtfs(self) -> str | None:
@@ -32,6 +43,9 @@ class Resolved:
     @property
     def flat_percent(self) -> int:
         return 100 if self.category is None else self.category.flat_percent
+
+
+_RESOLVED = slot_setters(Resolved)
 
 
 def effective_category(state: CardState, now_ms: int, rules: TransitRules) -> Resolved | None:

@@ -23,7 +23,7 @@ from policies import reasons
 from policies.gtfs import errors as gtfs_errors
 from policies.gtfs.errors import QuoteError
 from policies.gtfs.model import FareFeed
-from policies.gtfs.quote import JourneyQuote, JourneyState, Leg, price_next_leg
+from policies.gtfs.quote import JourneyQuote, JourneyState, price_leg_parts
 from policies.transit_state import TransitJourney
 from policies.transit_tariff import TransitRules
 
@@ -38,6 +38,7 @@ _REASON_OF: Final[Mapping[str, str]] = {
 }
 
 _EMPTY: Final = JourneyState()
+_tuple_new: Final = tuple.__new__
 
 
 class Priced(NamedTuple):
@@ -100,8 +101,18 @@ def price(
     """The price of one leg on `route` after the journey `context`."""
     feed = rules.feed
     assert feed is not None
-    quote, note = resume(rules, context, category)
-    last = quote.state.last_start_ms
+    # `resume` without building the quote: only its category and state are needed here.
+    gtfs_category = category if category is not None else feed.default_category
+    note: Mapping[str, object] | None = None
+    journey_state = _EMPTY
+    if context is not None:
+        if context.feed_version != feed.version:
+            note = {"rule": "journey_reset", "why": "feed_changed", "was": context.feed_version}
+        elif context.category != gtfs_category:
+            note = {"rule": "journey_reset", "why": "category_changed", "was": context.category}
+        else:
+            journey_state = context.state
+    last = journey_state.last_start_ms
     if last is not None and start_ms < last:
         # Two gateway processes' clocks differ by a little: the leg is taken as starting when
         # the previous one did, never "before" it (the engine requires time order).
@@ -109,7 +120,17 @@ def price(
             end_ms = last
         start_ms = last
     try:
-        leg, state = price_next_leg(feed, quote, Leg(route, from_stop, to_stop, start_ms, end_ms))
+        leg, state = price_leg_parts(
+            feed,
+            gtfs_category,
+            rules.fare_media,
+            journey_state,
+            route,
+            from_stop,
+            to_stop,
+            start_ms,
+            end_ms,
+        )
     except QuoteError as exc:
         return Refused(
             _REASON_OF.get(exc.code, reasons.NO_FARE_RULE),
@@ -155,12 +176,9 @@ def price(
             step["leg_rule"] = detail["rule"]
             break
     explain: tuple[Mapping[str, object], ...] = (step,) if note is None else (note, step)
-    return Priced(
-        leg.amount,
-        leg.fare_product_id,
-        TransitJourney(feed.version, quote.rider_category, state),
-        explain,
-    )
+    # Priced built as the tuple it is (no NamedTuple __new__ frame on every tap).
+    journey = TransitJourney(feed.version, gtfs_category, state)
+    return _tuple_new(Priced, (leg.amount, leg.fare_product_id, journey, explain))
 
 
 def price_max(

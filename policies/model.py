@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
+from policies._slots import slot_setters
 from policies._validate import check_int, check_keys, check_mapping, check_str
 from policies.services.commands import SERVICE_EVENT_TYPES, ServiceCommand
 from policies.services.state import ServicesState
@@ -266,7 +267,7 @@ Command: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
     """The answer to one command. `amount` is what was charged (a credit is negative)."""
 
@@ -284,6 +285,26 @@ class Decision:
     caps: tuple[CapProgress, ...] = ()
     """Progress toward each cap that applies to a transit decision (empty otherwise)."""
 
+    def __init__(
+        self,
+        approved: bool,
+        reason: str,
+        amount: int,
+        balance: int,
+        product: str,
+        tariff_version: str,
+        explain: tuple[Mapping[str, object], ...],
+        caps: tuple[CapProgress, ...] = (),
+    ) -> None:
+        _DECISION[0](self, approved)
+        _DECISION[1](self, reason)
+        _DECISION[2](self, amount)
+        _DECISION[3](self, balance)
+        _DECISION[4](self, product)
+        _DECISION[5](self, tariff_version)
+        _DECISION[6](self, explain)
+        _DECISION[7](self, caps)
+
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "approved": self.approved,
@@ -299,7 +320,10 @@ class Decision:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+_DECISION = slot_setters(Decision)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Event:
     """One journal entry. Same sign convention as `Decision.amount` (a top-up is negative).
 
@@ -319,6 +343,32 @@ class Event:
     detail: Mapping[str, object] | None = None
     """Small JSON-able extras (a trip reference, the amount an auto top-up asks for)."""
 
+    def __init__(
+        self,
+        type: str,
+        card_id: str | None,
+        amount: int,
+        balance: int,
+        operator: str,
+        terminal_id: str,
+        time_ms: int,
+        reason: str,
+        tariff_version: str,
+        product: str,
+        detail: Mapping[str, object] | None = None,
+    ) -> None:
+        _EVENT[0](self, type)
+        _EVENT[1](self, card_id)
+        _EVENT[2](self, amount)
+        _EVENT[3](self, balance)
+        _EVENT[4](self, operator)
+        _EVENT[5](self, terminal_id)
+        _EVENT[6](self, time_ms)
+        _EVENT[7](self, reason)
+        _EVENT[8](self, tariff_version)
+        _EVENT[9](self, product)
+        _EVENT[10](self, detail)
+
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "type": self.type,
@@ -337,10 +387,23 @@ class Event:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+_EVENT = slot_setters(Event)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Outcome:
     """Result of `decide`: `state` is the very same object when nothing changed."""
 
     state: CardState | None
     decision: Decision
     events: tuple[Event, ...]
+
+    def __init__(
+        self, state: CardState | None, decision: Decision, events: tuple[Event, ...]
+    ) -> None:
+        _OUTCOME[0](self, state)
+        _OUTCOME[1](self, decision)
+        _OUTCOME[2](self, events)
+
+
+_OUTCOME = slot_setters(Outcome)

@@ -36,7 +36,7 @@ from policies.caps import (
     local_period,
     progress_only,
     progress_step,
-    record,
+    recorded_spend,
     safe_local_period,
     unrecord,
 )
@@ -73,6 +73,8 @@ from policies.transit_state import (
 )
 
 Explain = tuple[Mapping[str, object], ...]
+
+_tuple_new: Final = tuple.__new__
 
 TAP_OFF_GATE_PREFIX: Final = "off:"
 """Tap offs are remembered for double-tap protection under "off:<gate>", apart from tap ons."""
@@ -253,7 +255,8 @@ def _mode(tariff: Tariff, command: FareTap | TapOn) -> _Mode | tuple[str, Explai
     network, route = command.network, command.route
     if feed is not None:
         if route is not None and route in feed.route_network:
-            return _Mode(feed.route_network[route] or network, route)
+            # _Mode built as the tuple it is (no NamedTuple __new__ frame on every tap).
+            return _tuple_new(_Mode, (feed.route_network[route] or network, route))
         gtfs_route = rules.network_route.get(network)
         if gtfs_route is not None and route is None:
             return _Mode(network, gtfs_route)
@@ -363,7 +366,8 @@ def _charge(
 
     explain: list[Mapping[str, object]] = [resolved.step]
     memory = state.transit or EMPTY_TRANSIT
-    memory = _close_trip(memory, explain)  # a new boarding: an open trip stays incomplete
+    if memory.trip is not None:
+        memory = _close_trip(memory, explain)  # a new boarding: an open trip stays incomplete
     products = state.products
     stop = _stop_for(tariff, command.stop)
     pass_index = covering_pass(products, mode.network, now_ms)
@@ -426,8 +430,10 @@ def _charge(
                 "limit": rules.negative_limit,
             }
         )
+    spend_days, spend_months = memory.spend_days, memory.spend_months
     if rules.caps:
-        memory = record(memory, charge, day, month)
+        # `record`, folded into the one TransitMemory built below.
+        spend_days, spend_months = recorded_spend(memory, charge, day, month)
     trips = memory.trips
     detail: Mapping[str, object] | None = None
     if on:
@@ -455,14 +461,10 @@ def _charge(
                 "tap_off_within_ms": rules.tap_off_window_ms,
             }
         )
-        memory = TransitMemory(
-            journey, trip, memory.incomplete, memory.spend_days, memory.spend_months, trips
-        )
+        memory = TransitMemory(journey, trip, memory.incomplete, spend_days, spend_months, trips)
         detail = {"journey": ref}
-    elif journey is not memory.journey:
-        memory = TransitMemory(
-            journey, None, memory.incomplete, memory.spend_days, memory.spend_months, trips
-        )
+    elif journey is not memory.journey or spend_days is not memory.spend_days:
+        memory = TransitMemory(journey, None, memory.incomplete, spend_days, spend_months, trips)
     new_state = evolve(
         state,
         balance=balance - charge,

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from policies._slots import slot_setters
 from policies._validate import check_int, check_keys, check_mapping, check_str
 from policies.gtfs.quote import MAX_HELD_PASSES, HeldPass, JourneyState
 from policies.gtfs.transfers import SubJourney
@@ -232,7 +233,7 @@ def _journey_state_from(data: object, what: str) -> JourneyState:
     return JourneyState(_opt_int(d["last"], f"{what} last"), sub, tuple(passes))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TransitJourney:
     """The GTFS transfer context of the journey in progress (what the next leg's price needs)."""
 
@@ -241,6 +242,16 @@ class TransitJourney:
     category: str | None
     """The GTFS rider category the journey is priced for; a change starts a new journey."""
     state: JourneyState
+
+    def __init__(
+        self,
+        feed_version: str,
+        category: str | None,
+        state: JourneyState,
+    ) -> None:
+        _TRANSIT_JOURNEY[0](self, feed_version)
+        _TRANSIT_JOURNEY[1](self, category)
+        _TRANSIT_JOURNEY[2](self, state)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -259,6 +270,9 @@ class TransitJourney:
             _opt_str(d["category"], f"{what} category"),
             _journey_state_from(rest, what),
         )
+
+
+_TRANSIT_JOURNEY = slot_setters(TransitJourney)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +365,7 @@ class IncompleteTrip:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TransitMemory:
     """Everything transit keeps between taps. All fields bounded."""
 
@@ -366,6 +380,22 @@ class TransitMemory:
     SPEND_MONTHS months (two: a clock a little behind at a month end still finds its month)."""
     trips: int = 0
     """Tap-on counter: journey references are "<card trips>"-based and never reused."""
+
+    def __init__(
+        self,
+        journey: TransitJourney | None = None,
+        trip: OpenTrip | None = None,
+        incomplete: tuple[IncompleteTrip, ...] = (),
+        spend_days: tuple[tuple[int, int], ...] = (),
+        spend_months: tuple[tuple[int, int], ...] = (),
+        trips: int = 0,
+    ) -> None:
+        _TRANSIT_MEMORY[0](self, journey)
+        _TRANSIT_MEMORY[1](self, trip)
+        _TRANSIT_MEMORY[2](self, incomplete)
+        _TRANSIT_MEMORY[3](self, spend_days)
+        _TRANSIT_MEMORY[4](self, spend_months)
+        _TRANSIT_MEMORY[5](self, trips)
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {}
@@ -409,6 +439,9 @@ class TransitMemory:
             spend_months=tuple(months[-SPEND_MONTHS:]),
             trips=check_int(d.get("trips", 0), f"{what} trips", minimum=0),
         )
+
+
+_TRANSIT_MEMORY = slot_setters(TransitMemory)
 
 
 EMPTY_TRANSIT: Final = TransitMemory()

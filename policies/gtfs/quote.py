@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from policies._slots import slot_setters
 from policies.gtfs import errors
 from policies.gtfs.errors import QuoteError
 from policies.gtfs.legs import match_and_price
@@ -42,7 +43,7 @@ class Leg:
     end_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class AppliedTransfer:
     rule: str
     from_leg_group_id: str
@@ -52,6 +53,26 @@ class AppliedTransfer:
     cost: int
     transfer_number: int
     elapsed_ms: int
+
+    def __init__(
+        self,
+        rule: str,
+        from_leg_group_id: str,
+        to_leg_group_id: str,
+        fare_transfer_type: int,
+        fare_product_id: str | None,
+        cost: int,
+        transfer_number: int,
+        elapsed_ms: int,
+    ) -> None:
+        _APPLIED_TRANSFER[0](self, rule)
+        _APPLIED_TRANSFER[1](self, from_leg_group_id)
+        _APPLIED_TRANSFER[2](self, to_leg_group_id)
+        _APPLIED_TRANSFER[3](self, fare_transfer_type)
+        _APPLIED_TRANSFER[4](self, fare_product_id)
+        _APPLIED_TRANSFER[5](self, cost)
+        _APPLIED_TRANSFER[6](self, transfer_number)
+        _APPLIED_TRANSFER[7](self, elapsed_ms)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -66,7 +87,10 @@ class AppliedTransfer:
         }
 
 
-@dataclass(frozen=True, slots=True)
+_APPLIED_TRANSFER = slot_setters(AppliedTransfer)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class LegQuote:
     """What one leg costs and why."""
 
@@ -89,6 +113,34 @@ class LegQuote:
     """Set when a pass bought earlier in the journey covered this leg."""
     explain: tuple[Mapping[str, object], ...]
 
+    def __init__(
+        self,
+        route_id: str,
+        network_id: str | None,
+        leg_group_id: str | None,
+        timeframe: str | None,
+        fare_product_id: str,
+        rider_category_id: str | None,
+        fare_media_id: str | None,
+        full_fare: int,
+        amount: int,
+        transfer: AppliedTransfer | None,
+        pass_product_id: str | None,
+        explain: tuple[Mapping[str, object], ...],
+    ) -> None:
+        _LEG_QUOTE[0](self, route_id)
+        _LEG_QUOTE[1](self, network_id)
+        _LEG_QUOTE[2](self, leg_group_id)
+        _LEG_QUOTE[3](self, timeframe)
+        _LEG_QUOTE[4](self, fare_product_id)
+        _LEG_QUOTE[5](self, rider_category_id)
+        _LEG_QUOTE[6](self, fare_media_id)
+        _LEG_QUOTE[7](self, full_fare)
+        _LEG_QUOTE[8](self, amount)
+        _LEG_QUOTE[9](self, transfer)
+        _LEG_QUOTE[10](self, pass_product_id)
+        _LEG_QUOTE[11](self, explain)
+
     def to_dict(self) -> dict[str, object]:
         return {
             "route_id": self.route_id,
@@ -106,6 +158,9 @@ class LegQuote:
         }
 
 
+_LEG_QUOTE = slot_setters(LegQuote)
+
+
 @dataclass(frozen=True, slots=True)
 class HeldPass:
     fare_product_id: str
@@ -114,13 +169,26 @@ class HeldPass:
     """Exclusive."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class JourneyState:
     """What the next leg's price depends on: the open sub-journey and the passes held."""
 
     last_start_ms: int | None = None
     sub: SubJourney | None = None
     passes: tuple[HeldPass, ...] = ()
+
+    def __init__(
+        self,
+        last_start_ms: int | None = None,
+        sub: SubJourney | None = None,
+        passes: tuple[HeldPass, ...] = (),
+    ) -> None:
+        _JOURNEY_STATE[0](self, last_start_ms)
+        _JOURNEY_STATE[1](self, sub)
+        _JOURNEY_STATE[2](self, passes)
+
+
+_JOURNEY_STATE = slot_setters(JourneyState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,17 +268,32 @@ def price_next_leg(
 
 def _check_leg(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[int, int, int]:
     """(start day, start ms of day, end ms) of a leg, or the QuoteError that refuses it."""
-    start, end = leg.start_ms, leg.end_ms
+    return _check(
+        feed, quote.state, leg.route_id, leg.from_stop_id, leg.to_stop_id, leg.start_ms,
+        leg.end_ms, i,
+    )
+
+
+def _check(
+    feed: FareFeed,
+    state: JourneyState,
+    route_id: str,
+    from_stop_id: str,
+    to_stop_id: str,
+    start: int,
+    end: int | None,
+    i: int,
+) -> tuple[int, int, int]:
     if isinstance(start, bool) or not isinstance(start, int):
         raise QuoteError(errors.INVALID_LEG, "start_ms must be an int", leg_index=i)
     if end is not None and (isinstance(end, bool) or not isinstance(end, int) or end < start):
         raise QuoteError(errors.INVALID_LEG, "end_ms must be an int >= start_ms", leg_index=i)
-    last = quote.state.last_start_ms
+    last = state.last_start_ms
     if last is not None and start < last:
         raise QuoteError(errors.INVALID_LEG, "legs must be in time order", leg_index=i)
-    if leg.route_id not in feed.route_network:
-        raise QuoteError(errors.UNKNOWN_ROUTE, f"route {leg.route_id!r}", leg_index=i)
-    for stop in (leg.from_stop_id, leg.to_stop_id):
+    if route_id not in feed.route_network:
+        raise QuoteError(errors.UNKNOWN_ROUTE, f"route {route_id!r}", leg_index=i)
+    for stop in (from_stop_id, to_stop_id):
         if stop not in feed.stops:
             raise QuoteError(errors.UNKNOWN_STOP, f"stop {stop!r}", leg_index=i)
     try:
@@ -232,19 +315,48 @@ def _check_leg(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[i
 
 
 def _price(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[LegQuote, JourneyState]:
-    day, ms_of_day, end_ms = _check_leg(feed, quote, leg, i)
-    start_ms = leg.start_ms
-    network = feed.route_network[leg.route_id]
+    return price_leg_parts(
+        feed,
+        quote.rider_category,
+        quote.fare_media,
+        quote.state,
+        leg.route_id,
+        leg.from_stop_id,
+        leg.to_stop_id,
+        leg.start_ms,
+        leg.end_ms,
+        i,
+    )
+
+
+def price_leg_parts(
+    feed: FareFeed,
+    category: str | None,
+    medium: str | None,
+    state: JourneyState,
+    route_id: str,
+    from_stop_id: str,
+    to_stop_id: str,
+    start_ms: int,
+    end_ms_or_none: int | None,
+    i: int = 0,
+) -> tuple[LegQuote, JourneyState]:
+    """`price_next_leg` on the parts of the quote and leg, without building either (the hot
+    path of a tap: the quote's category, medium and state, the leg's route, stops and times;
+    `i` is the leg's index for errors, `len(quote.legs)`)."""
+    day, ms_of_day, end_ms = _check(
+        feed, state, route_id, from_stop_id, to_stop_id, start_ms, end_ms_or_none, i
+    )
+    network = feed.route_network[route_id]
     from_groups = timeframe_groups(feed, day, ms_of_day) if feed.timeframes else frozenset()
     to_groups = from_groups
     if feed.timeframes and end_ms != start_ms:
         to_groups = timeframe_groups(feed, *local_day_and_time(feed.zone, end_ms))
-    category, medium = quote.rider_category, quote.fare_media
     rules, priced = match_and_price(
         feed,
         network,
-        feed.stop_areas.get(leg.from_stop_id, _NO_AREAS),
-        feed.stop_areas.get(leg.to_stop_id, _NO_AREAS),
+        feed.stop_areas.get(from_stop_id, _NO_AREAS),
+        feed.stop_areas.get(to_stop_id, _NO_AREAS),
         from_groups,
         to_groups,
         category,
@@ -276,7 +388,6 @@ def _price(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[LegQu
     if priced.fallback_category is not None:
         explain.append({"category_fallback": priced.fallback_category})
 
-    state = quote.state
     transfer: TransferChoice | None = None
     if state.sub is not None:
         transfer = find_transfer(
@@ -299,31 +410,30 @@ def _price(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[LegQu
     pass_used: str | None = None
     if transfer is not None and state.sub is not None and (held is None or transfer.amount == 0):
         amount = transfer.amount
+        t_rule, previous = transfer.rule, state.sub
+        t_ref, t_type, t_product = t_rule.ref, t_rule.fare_transfer_type, t_rule.fare_product_id
+        cost, number = transfer.cost, transfer.transfer_number
         applied = AppliedTransfer(
-            transfer.rule.ref,
-            state.sub.last_group or "",
+            t_ref,
+            previous.last_group or "",
             rule.leg_group_id or "",
-            transfer.rule.fare_transfer_type,
-            transfer.rule.fare_product_id,
-            transfer.cost,
-            transfer.transfer_number,
+            t_type,
+            t_product,
+            cost,
+            number,
             transfer.elapsed_ms,
         )
         explain.append(
             {
-                "transfer": transfer.rule.ref,
-                "type": transfer.rule.fare_transfer_type,
-                "product": transfer.rule.fare_product_id,
-                "cost": transfer.cost,
-                "number": transfer.transfer_number,
+                "transfer": t_ref,
+                "type": t_type,
+                "product": t_product,
+                "cost": cost,
+                "number": number,
             }
         )
         sub = SubJourney(
-            state.sub.first_start_ms,
-            state.sub.first_end_ms,
-            transfer.transfer_number,
-            rule.leg_group_id,
-            amount,
+            previous.first_start_ms, previous.first_end_ms, number, rule.leg_group_id, amount
         )
     else:
         if held is not None:
@@ -338,18 +448,18 @@ def _price(feed: FareFeed, quote: JourneyQuote, leg: Leg, i: int) -> tuple[LegQu
                 passes = passes[-MAX_HELD_PASSES:]
                 explain.append({"pass_bought": rule.fare_product_id, "valid_until_ms": until})
         sub = SubJourney(start_ms, end_ms, 0, rule.leg_group_id, amount)
-    leg_quote = LegQuote(
-        route_id=leg.route_id,
-        network_id=network,
-        leg_group_id=rule.leg_group_id,
-        timeframe=rule.from_timeframe_group_id,
-        fare_product_id=pass_used or rule.fare_product_id,
-        rider_category_id=offer.rider_category_id or priced.fallback_category or category,
-        fare_media_id=offer.fare_media_id,
-        full_fare=full_fare,
-        amount=amount,
-        transfer=applied,
-        pass_product_id=pass_used,
-        explain=tuple(explain),
+    leg_quote = LegQuote(  # positional, in field order (the hot path: no keyword matching)
+        route_id,  # route_id
+        network,  # network_id
+        rule.leg_group_id,  # leg_group_id
+        rule.from_timeframe_group_id,  # timeframe
+        pass_used or rule.fare_product_id,  # fare_product_id
+        offer.rider_category_id or priced.fallback_category or category,  # rider_category_id
+        offer.fare_media_id,  # fare_media_id
+        full_fare,  # full_fare
+        amount,  # amount
+        applied,  # transfer
+        pass_used,  # pass_product_id
+        tuple(explain),  # explain
     )
     return leg_quote, JourneyState(start_ms, sub, passes)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from policies._slots import slot_setters
 from policies.gtfs.legs import cheapest_offer_of, field_matches
 from policies.gtfs.model import (
     ARRIVAL_TO_ARRIVAL,
@@ -35,7 +36,7 @@ from policies.gtfs.model import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SubJourney:
     """The legs linked by transfers so far: when it began, how many transfers, the last leg."""
 
@@ -45,8 +46,25 @@ class SubJourney:
     last_group: str | None
     last_amount: int
 
+    def __init__(
+        self,
+        first_start_ms: int,
+        first_end_ms: int,
+        transfers: int,
+        last_group: str | None,
+        last_amount: int,
+    ) -> None:
+        _SUB_JOURNEY[0](self, first_start_ms)
+        _SUB_JOURNEY[1](self, first_end_ms)
+        _SUB_JOURNEY[2](self, transfers)
+        _SUB_JOURNEY[3](self, last_group)
+        _SUB_JOURNEY[4](self, last_amount)
 
-@dataclass(frozen=True, slots=True)
+
+_SUB_JOURNEY = slot_setters(SubJourney)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class TransferChoice:
     rule: TransferRule
     offer: Offer | None
@@ -57,6 +75,27 @@ class TransferChoice:
     elapsed_ms: int
     transfer_number: int
     fallback_category: str | None
+
+    def __init__(
+        self,
+        rule: TransferRule,
+        offer: Offer | None,
+        cost: int,
+        amount: int,
+        elapsed_ms: int,
+        transfer_number: int,
+        fallback_category: str | None,
+    ) -> None:
+        _TRANSFER_CHOICE[0](self, rule)
+        _TRANSFER_CHOICE[1](self, offer)
+        _TRANSFER_CHOICE[2](self, cost)
+        _TRANSFER_CHOICE[3](self, amount)
+        _TRANSFER_CHOICE[4](self, elapsed_ms)
+        _TRANSFER_CHOICE[5](self, transfer_number)
+        _TRANSFER_CHOICE[6](self, fallback_category)
+
+
+_TRANSFER_CHOICE = slot_setters(TransferChoice)
 
 
 def elapsed_ms(rule_type: int | None, sub: SubJourney, start_ms: int, end_ms: int) -> int:
@@ -87,23 +126,36 @@ def find_transfer(
     if sub.last_group is None or to_group is None:
         return None
     number = sub.transfers + 1
-    candidates: list[tuple[_PricedRule, int]] = []
+    # One pass: among the rules that allow this transfer (count and duration), only those with
+    # the smallest count_key compete (the spec), offered ones only; the cheapest next leg wins,
+    # then file order. A smaller count_key seen later drops what was chosen so far.
+    smallest: float | None = None
+    best: TransferChoice | None = None
     for priced in _priced_rules(feed, sub.last_group, to_group, category, medium):
-        rule = priced.rule
-        if number > priced.count_key:
+        key = priced.count_key
+        if number > key:
             continue
-        elapsed = elapsed_ms(rule.duration_limit_type, sub, start_ms, end_ms)
+        rule = priced.rule
+        # elapsed_ms, inlined (this loop runs for every transfer rule between the two groups).
+        kind = rule.duration_limit_type
+        if kind == DEPARTURE_TO_ARRIVAL:
+            elapsed = end_ms - sub.first_start_ms
+        elif kind == ARRIVAL_TO_DEPARTURE:
+            elapsed = start_ms - sub.first_end_ms
+        elif kind == ARRIVAL_TO_ARRIVAL:
+            elapsed = end_ms - sub.first_end_ms
+        else:
+            elapsed = start_ms - sub.first_start_ms
         if rule.duration_limit_s is not None and elapsed > rule.duration_limit_s * 1000:
             continue
-        candidates.append((priced, elapsed))
-    if not candidates:
-        return None
-    smallest = min(priced.count_key for priced, _ in candidates)
-    best: TransferChoice | None = None
-    for priced, elapsed in candidates:
-        if priced.count_key != smallest or not priced.offered:
+        if smallest is None or key < smallest:
+            smallest = key
+            best = None
+        elif key != smallest:
             continue
-        rule, offer, cost = priced.rule, priced.offer, priced.cost
+        if not priced.offered:
+            continue
+        offer, cost = priced.offer, priced.cost
         if rule.fare_transfer_type == FROM_LEG_PLUS_TRANSFER:
             amount = cost
         elif rule.fare_transfer_type == FROM_LEG_PLUS_TRANSFER_PLUS_TO_LEG:
