@@ -28,8 +28,9 @@ from nacl.signing import VerifyKey
 from gateway import protocol as wire
 from gateway.admin import gateway_keys
 from gateway.redis_server import RedisServer, free_port
-from gateway.signing import sign_proof, verify_auth
+from gateway.signing import verify_auth
 from terminal_sim.fleet import SimTerminal, make_cards, make_fleet
+from terminal_sim.handshake import authenticate
 from terminal_sim.loadgen import JsonSeqMessages, LoadResult, LoadSpec, Target, run_multiprocess
 from terminal_sim.run import _stop, provision_fleet, start_gateway_process
 from terminal_sim.wsclient import WsConnection
@@ -90,13 +91,7 @@ class Authenticate:
     async def __call__(self, conns: Sequence[WsConnection], slot: int, slots: int) -> None:
         mine = self.terminals[slot::slots]
         for conn, t in zip(conns, mine, strict=True):
-            conn.send_text(wire.encode_hello(t.terminal_id))
-            ch = wire.decode_gateway_message(await conn.recv())
-            sig = sign_proof(t.signing_key, t.terminal_id, ch["challenge"], ch["key_id"])
-            conn.send_text(wire.encode_proof(t.terminal_id, ch["challenge"], sig))
-            welcome = wire.decode_gateway_message(await conn.recv())
-            if welcome["type"] != wire.WELCOME:
-                raise ConnectionError(f"{t.terminal_id}: {welcome}")
+            await authenticate(conn, t.terminal_id, t.signing_key)
 
 
 @dataclass

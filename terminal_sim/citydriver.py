@@ -34,8 +34,9 @@ from urllib.parse import urlparse
 from nacl.signing import VerifyKey
 
 from gateway import protocol as wire
-from gateway.signing import sign_proof, verify_auth
+from gateway.signing import verify_auth
 from terminal_sim.city import CityTerminal
+from terminal_sim.handshake import authenticate
 from terminal_sim.latency import LatencyHistogram
 from terminal_sim.schedule import STap
 from terminal_sim.wsclient import WsClosed, WsConnection, connect
@@ -214,15 +215,7 @@ class CityConn:
         tid = self.t.terminal_id
         conn = await connect(d.host, d.port, d.path, max_frame=wire.MAX_FRAME_BYTES * 16)
         try:
-            conn.send_text(wire.encode_hello(tid))
-            challenge = wire.decode_gateway_message(await asyncio.wait_for(conn.recv(), 10))
-            if challenge["type"] != wire.CHALLENGE:
-                raise ConnectionError(f"{tid}: expected challenge, got {challenge}")
-            sig = sign_proof(self.t.signing_key, tid, challenge["challenge"], challenge["key_id"])
-            conn.send_text(wire.encode_proof(tid, challenge["challenge"], sig))
-            welcome = wire.decode_gateway_message(await asyncio.wait_for(conn.recv(), 10))
-            if welcome["type"] != wire.WELCOME:
-                raise ConnectionError(f"{tid}: expected welcome, got {welcome}")
+            welcome = await authenticate(conn, tid, self.t.signing_key)
         except BaseException:
             conn.abort()
             raise

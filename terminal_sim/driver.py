@@ -21,8 +21,9 @@ from urllib.parse import urlparse
 from nacl.signing import VerifyKey
 
 from gateway import protocol as wire
-from gateway.signing import sign_proof, verify_auth
+from gateway.signing import verify_auth
 from terminal_sim.fleet import PURCHASE_AMOUNTS, TOPUP_AMOUNT, SimTerminal
+from terminal_sim.handshake import authenticate
 from terminal_sim.latency import LatencyHistogram
 from terminal_sim.wsclient import WsClosed, WsConnection, connect
 
@@ -110,15 +111,11 @@ class SimTerminalConn:
     async def open(self) -> None:
         d = self.driver
         conn = await connect(d.host, d.port, d.path, max_frame=wire.MAX_FRAME_BYTES * 16)
-        conn.send_text(wire.encode_hello(self.t.terminal_id))
-        challenge = wire.decode_gateway_message(await asyncio.wait_for(conn.recv(), 10))
-        if challenge["type"] != wire.CHALLENGE:
-            raise ConnectionError(f"{self.t.terminal_id}: expected challenge, got {challenge}")
-        sig = sign_proof(self.key, self.t.terminal_id, challenge["challenge"], challenge["key_id"])
-        conn.send_text(wire.encode_proof(self.t.terminal_id, challenge["challenge"], sig))
-        welcome = wire.decode_gateway_message(await asyncio.wait_for(conn.recv(), 10))
-        if welcome["type"] != wire.WELCOME:
-            raise ConnectionError(f"{self.t.terminal_id}: expected welcome, got {welcome}")
+        try:
+            welcome = await authenticate(conn, self.t.terminal_id, self.key)
+        except BaseException:
+            conn.abort()
+            raise
         self.seq = max(self.seq, int(welcome["last_seq"]))
         self.heartbeat_s = float(welcome["heartbeat_s"])
         self.last_sent = time.monotonic()
