@@ -52,9 +52,14 @@ class TapReply:
 
 
 class SignAuth(Protocol):
-    """Builds the complete signed auth frame for a decision (gateway.signing + gateway.protocol)."""
+    """Builds the complete signed auth frame for a decision (gateway.authority)."""
 
-    def __call__(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes: ...
+    async def __call__(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes: ...
+
+
+class SigningUnavailable(Exception):
+    """The signing key could not sign now (its key holder is restarting); nothing was written,
+    and the terminal retries the same tap id."""
 
 
 class EventSink(Protocol):
@@ -152,7 +157,7 @@ class CardActor:
             return self._replay(req, cached)
         for _ in range(MAX_CAS_RETRIES):
             outcome = decide(self.state, req.command, req.now_ms, self._deps.tariff())
-            frame = self._deps.sign(req, outcome.decision, req.now_ms)
+            frame = await self._deps.sign(req, outcome.decision, req.now_ms)
             if self.state is None:
                 # Unknown card: nothing to write, and writing would let random tokens fill Redis.
                 return TapReply(frame=frame, duplicate=False, decision=outcome.decision)

@@ -37,6 +37,15 @@ An :class:`ActorRegistry` holds *virtual actors*: one per key, activated on the 
   passivated by its worker once its mailbox is empty. A message that arrives for an actor being
   passivated is never lost: if ``on_passivate`` has not started yet the passivation is aborted,
   otherwise the message waits for it and a fresh instance is then activated to handle it.
+* **Inline handling** (``inline=True``) — an ask that finds its actor idle and activated runs
+  ``handle`` in the asker's own task instead of handing the message to a worker: no mailbox,
+  no event, no task switch. The actor is marked busy meanwhile, so other asks for it queue in
+  its mailbox as usual and a worker serves them (and any passivation) once the inline
+  ``handle`` returns; one message at a time still holds. The price: an inline ``handle`` runs
+  in the asker's context and is not bounded by the ask's ``timeout`` (the handler must bound
+  its own waits), and if the asker is cancelled during it the instance is dropped without
+  ``on_passivate`` (its state may be half-updated) and a fresh one is activated next time.
+  Crashes count and restart exactly as for a worker.
 * **Timeouts** — ``ask(..., timeout=)`` raises the builtin :class:`TimeoutError`. One timer task
   serves all deadlines (a cancel scope per ask would cost more than the rest of ``ask``), so a
   timeout fires up to 5 ms late. A timed-out message not yet started is skipped; one already
@@ -237,6 +246,7 @@ class ActorRegistry(Generic[K, M, R]):
         restart_window_s: float = 60.0,
         shutdown_timeout_s: float = 10.0,
         linger_s: float = 1.0,
+        inline: bool = False,
     ) -> None:
         if mailbox_size < 1:
             raise ValueError("mailbox_size must be >= 1")
@@ -257,6 +267,7 @@ class ActorRegistry(Generic[K, M, R]):
         self._restart_window_s = restart_window_s
         self._shutdown_timeout_s = shutdown_timeout_s
         self._linger_s = linger_s
+        self._inline = inline
 
         # Actors with work: ready, being served, or being passivated.
         self._active: dict[K, _Slot[K, M, R]] = {}
@@ -402,6 +413,10 @@ class ActorRegistry(Generic[K, M, R]):
             raise RegistryClosed(f"registry {self.name!r} is not running")
         slot = self._active.get(key)
         if slot is None:
+            if self._inline:
+                actor = self._idle.get(key)
+                if actor is not None:
+                    return await self._handle_inline(key, actor, msg)
             slot = self._start(key)
         else:
             if len(slot.mailbox) >= self._mailbox_size:
@@ -444,6 +459,58 @@ class ActorRegistry(Generic[K, M, R]):
         return env.result  # type: ignore[return-value]  # R may itself include None
 
     # ------------------------------------------------------------------ internals
+
+    async def _handle_inline(self, key: K, actor: Actor[M, R], msg: M) -> R:
+        """``handle`` an idle actor's message in the asker's task (``inline=True``)."""
+        del self._idle[key]
+        del self._idle_since[key]
+        # A slot marks the actor busy: asks meanwhile queue in its mailbox.
+        slot: _Slot[K, M, R] = _Slot(key, actor)
+        if self._crash_log:
+            slot.crash_times = self._crash_log.pop(key, None)
+        self._active[key] = slot
+        self._n_messages += 1
+        try:
+            result = await actor.handle(msg)
+        except Exception as exc:
+            self._n_crashes += 1
+            slot.actor = None  # dropped without on_passivate: may be corrupt
+            if self._crashed_too_often(slot):
+                self._stop_crashed(slot, exc)
+            else:
+                self._n_restarts += 1  # lazily: a fresh instance for the next message
+                self._after_inline(slot)
+            raise
+        except BaseException:
+            slot.actor = None  # interrupted mid-handle: its state may be half-updated
+            self._after_inline(slot)
+            raise
+        self._after_inline(slot)
+        return result
+
+    def _after_inline(self, slot: _Slot[K, M, R]) -> None:
+        """Hand an actor whose inline ``handle`` ended to a worker if it has more to do."""
+        if slot.mailbox or slot.stop_requested:
+            self._schedule(slot)
+        else:
+            self._park(slot)
+
+    def _stop_crashed(self, slot: _Slot[K, M, R], exc: Exception) -> None:
+        """Too many crashes: forget the actor; queued askers get ActorUnavailable."""
+        self._n_stops += 1
+        _log.error(
+            "%s: %r crashed more than %d times in %.0f s; stopped",
+            self.name,
+            slot.key,
+            self._max_restarts,
+            self._restart_window_s,
+            exc_info=exc,
+        )
+        self._remove(slot)
+        text = f"{self.name}: {slot.key!r} stopped after repeated crashes"
+        mailbox = slot.mailbox
+        while mailbox:
+            self._fail(mailbox.popleft(), _unavailable(text, exc))
 
     def _start(self, key: K) -> _Slot[K, M, R]:
         """A slot on the ready queue for an actor without one: idle, doomed or new."""
@@ -670,19 +737,7 @@ class ActorRegistry(Generic[K, M, R]):
                         self._fail(env, exc)
                         env = None
                         if self._crashed_too_often(slot):
-                            self._n_stops += 1
-                            _log.error(
-                                "%s: %r crashed more than %d times in %.0f s; stopped",
-                                self.name,
-                                slot.key,
-                                self._max_restarts,
-                                self._restart_window_s,
-                                exc_info=exc,
-                            )
-                            self._remove(slot)
-                            text = f"{self.name}: {slot.key!r} stopped after repeated crashes"
-                            while mailbox:
-                                self._fail(mailbox.popleft(), _unavailable(text, exc))
+                            self._stop_crashed(slot, exc)
                             return
                         self._n_restarts += 1  # lazily: a fresh instance for the next message
                         continue

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from actors.card import TapReply, TapRequest
+from actors.card import SigningUnavailable, TapReply, TapRequest
 from actors.runtime import ActorRegistry, ActorUnavailable, MailboxFull, Overloaded
 from gateway import protocol as wire
 from gateway.store import StoreUnavailable, TerminalProgress, TerminalRecord
@@ -78,7 +78,9 @@ class Authorizer(Protocol):
         self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
     ) -> bool: ...
 
-    def signed_decline(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes: ...
+    async def signed_decline(
+        self, req: TapRequest, decision: Decision, gateway_time: int
+    ) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -249,7 +251,16 @@ class TerminalSession:
                 command=_NO_COMMAND,
                 now_ms=now,
             )
-            await self._send(self._deps.auth.signed_decline(req, command, now))
+            try:
+                frame = await self._deps.auth.signed_decline(req, command, now)
+            except SigningUnavailable:
+                return await self._error(
+                    "unavailable",
+                    "signing unavailable; retry with the same tap id",
+                    seq=tap.seq,
+                    tap_id=tap.tap_id,
+                )
+            await self._send(frame)
             return True
         req = TapRequest(
             terminal_id=term.terminal_id,
@@ -267,7 +278,7 @@ class TerminalSession:
             return await self._error(
                 "busy", "card is busy; retry with the same tap id", seq=tap.seq, tap_id=tap.tap_id
             )
-        except (StoreUnavailable, ActorUnavailable):
+        except (StoreUnavailable, ActorUnavailable, SigningUnavailable):
             return await self._error(
                 "unavailable",
                 "storage unavailable; retry with the same tap id (never charged twice)",

@@ -4,7 +4,8 @@ frames from decisions. Joins gateway.signing (keys, Ed25519) with gateway.protoc
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from nacl.signing import VerifyKey
 
@@ -17,8 +18,37 @@ from policies import Decision
 MAX_CACHED_TERMINAL_KEYS = 50_000
 
 
+class LocalSigner:
+    """Signs in this process (tests, tools; the gateway normally uses gateway.keyholder)."""
+
+    def __init__(self, signer: GatewaySigner) -> None:
+        self.key_id = signer.key_id
+        self.public_key_hex = signer.public_key_hex
+        self._signer = signer
+
+    async def sign(self, message: bytes) -> bytes:
+        return self._signer.sign_bytes(message)
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+
+class AuthSigner(Protocol):
+    """Where authorisation bytes get signed: `LocalSigner` or `keyholder.KeyholderSigner`."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def public_key_hex(self) -> str: ...
+
+    def sign(self, message: bytes) -> Awaitable[bytes]: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
 class GatewayAuthority:
-    def __init__(self, signer: GatewaySigner, currency: Callable[[], str]) -> None:
+    def __init__(self, signer: AuthSigner, currency: Callable[[], str]) -> None:
         self._signer = signer
         self._currency = currency
         self._keys: OrderedDict[str, VerifyKey] = OrderedDict()
@@ -26,6 +56,10 @@ class GatewayAuthority:
     @property
     def key_id(self) -> str:
         return self._signer.key_id
+
+    @property
+    def signer(self) -> AuthSigner:
+        return self._signer
 
     def verify_proof(
         self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
@@ -41,7 +75,7 @@ class GatewayAuthority:
                 self._keys.popitem(last=False)
         return verify_proof(key, terminal_id, challenge_hex, self.key_id, sig_hex)
 
-    def auth_frame(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes:
+    async def auth_frame(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes:
         fields = wire.AuthFields(
             key_id=self._signer.key_id,
             terminal_id=req.terminal_id,
@@ -63,6 +97,7 @@ class GatewayAuthority:
         if decision.caps:
             # How far the card is toward each cap, for the terminal's display and the auditors.
             detail["caps"] = [cap.to_dict() for cap in decision.caps]
-        return wire.encode_auth(fields, self._signer.sign_auth(fields), detail)
+        sig = await self._signer.sign(wire.auth_bytes(fields))
+        return wire.encode_auth(fields, sig.hex(), detail)
 
     signed_decline = auth_frame

@@ -63,6 +63,7 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         data_dir=args.data_dir,
         appendfsync=args.appendfsync,
         tariff_path=args.tariff,
+        stats_interval_s=getattr(args, "stats_interval", 60.0),
     )
 
 
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the gateway")
     _add_server_args(p)
+    p.add_argument(
+        "--stats-interval",
+        type=float,
+        default=60.0,
+        help="seconds between operating-figure lines on stdout; 0 for none (default 60)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="run the gateway with a small simulated city")

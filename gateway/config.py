@@ -42,5 +42,12 @@ class GatewayConfig:
     #: passivated to make room.
     max_resident_cards: int = 50_000
     card_idle_s: float = 120.0
+    #: Where authorisations are signed: "keyholder" (a child process holds the key and does the
+    #: Ed25519 work on another core; gateway.keyholder) or "local" (in this process).
+    signer: str = "keyholder"
     #: Seconds between two lines of operating figures on stdout (0: none).
     stats_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.signer not in ("keyholder", "local"):
+            raise ValueError(f"signer must be 'keyholder' or 'local', not {self.signer!r}")

@@ -14,11 +14,12 @@ Group commit: `commit()` encodes its write into two EVALSHA commands (the card-s
 and the terminal-slot progress script), queues them and awaits a future. One committer task sends
 everything queued (up to `max_batch` writes) as one pipeline, resolves the futures from the replies
 and immediately takes the next batch, so batches form while the previous round trip is in flight.
-The committer owns a dedicated connection with no per-read timeout; each batch as a whole is
-bounded by `socket_timeout` instead. A connection error or timeout fails the whole batch with
-`StoreUnavailable` (the write may or may not have been applied; a retry of the tap is deduplicated
-by the commit script). NOSCRIPT (Redis restarted or SCRIPT FLUSH) reloads the scripts and resends
-just the refused commands, which Redis did not run.
+The committer owns a dedicated lean connection (`gateway.redis_pipe`: replies parsed by hiredis in
+the protocol callback, no coroutine per reply); each batch as a whole is bounded by
+`socket_timeout`. Card loads are group-fetched the same way on a second connection. A connection
+error or timeout fails the whole batch with `StoreUnavailable` (the write may or may not have been
+applied; a retry of the tap is deduplicated by the commit script). NOSCRIPT (Redis restarted or
+SCRIPT FLUSH) reloads the scripts and resends just the refused commands, which Redis did not run.
 """
 
 from __future__ import annotations
@@ -31,15 +32,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
+import hiredis
 import redis.exceptions as rexc
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from gateway.redis_pipe import RedisPipe, resp_command
 from gateway.store import (
     JOURNAL_MAXLEN_PER_SHARD,
     NUM_SHARDS,
@@ -68,6 +70,10 @@ MAX_PENDING_WRITES: Final = 10_000
 MAX_PENDING_LOADS: Final = 10_000
 #: Writes per pipeline round trip.
 MAX_BATCH: Final = 512
+#: A write or card load still unsent after waiting this long (Redis slow or away) is refused with
+#: StoreUnavailable instead of being sent: it was never applied, and the tap it belongs to ends
+#: within a bounded time even though nothing upstream times it out.
+MAX_QUEUE_WAIT_S: Final = 2.0
 
 # KEYS: card hash, tap record, journal stream.
 # ARGV: expected ver, has new state ('1'/'0'), new state, tap record, ttl s, journal maxlen,
@@ -126,10 +132,6 @@ def _bulk(b: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(b), b)
 
 
-def _command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
-
-
 _COMMIT_SHA: Final = _sha(COMMIT_LUA)
 _PROGRESS_SHA: Final = _sha(PROGRESS_LUA)
 # Pre-encoded pieces of the two hot-path commands.
@@ -159,8 +161,8 @@ _PROGRESS_FMT: Final = (
     + _MAX_RECENT_BULK
 )
 _LOAD_SCRIPTS: Final = (
-    _command(b"SCRIPT", b"LOAD", COMMIT_LUA.encode()),
-    _command(b"SCRIPT", b"LOAD", PROGRESS_LUA.encode()),
+    resp_command(b"SCRIPT", b"LOAD", COMMIT_LUA.encode()),
+    resp_command(b"SCRIPT", b"LOAD", PROGRESS_LUA.encode()),
 )
 
 
@@ -268,6 +270,7 @@ class StoreStats:
     progress_errors: int = 0  # progress script errors (the commit itself stood)
     script_reloads: int = 0  # NOSCRIPT recoveries
     overloaded: int = 0  # commits and loads refused with StoreOverloaded
+    expired: int = 0  # commits and loads refused after MAX_QUEUE_WAIT_S unsent
     load_batches: int = 0  # pipelines sent by the loader
     loads: int = 0  # card loads in those pipelines
 
@@ -276,7 +279,11 @@ class StoreStats:
         return self.writes / self.batches if self.batches else 0.0
 
 
-_Pending = tuple[bytes, bytes, "asyncio.Future[CommitResult]"]
+# (commit command, progress command, future, loop time queued)
+_Pending = tuple[bytes, bytes, "asyncio.Future[CommitResult]", float]
+# (HMGET command, card, future, loop time queued)
+_Load = tuple[bytes, str, "asyncio.Future[CardRecord | None]", float]
+_Queued = TypeVar("_Queued", _Pending, _Load)
 _UNAVAILABLE_ERRORS: Final = (rexc.ConnectionError, rexc.TimeoutError, TimeoutError, OSError)
 
 
@@ -290,16 +297,8 @@ def _translate_errors(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: {_describe(exc)}") from exc
 
 
-async def _round_trip(conn: AbstractConnection, cmds: list[bytes]) -> list[Any]:
-    """Send `cmds` as one pipeline; the replies, with error replies as exception values."""
-    await conn.send_packed_command(cmds, check_health=False)
-    replies: list[Any] = []
-    for _ in cmds:
-        try:
-            replies.append(await conn.read_response())
-        except rexc.ResponseError as exc:
-            replies.append(exc)
-    return replies
+def _is_noscript(reply: Any) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 class RedisStore:
@@ -308,19 +307,17 @@ class RedisStore:
     def __init__(
         self,
         client: Redis,
-        commit_conn: AbstractConnection,
-        load_conn: AbstractConnection,
+        commit_pipe: RedisPipe,
+        load_pipe: RedisPipe,
         *,
-        socket_timeout: float,
         max_pending: int,
         max_batch: int,
     ) -> None:
         self._r = client
-        self._conn = commit_conn
-        self._load_conn = load_conn
-        self._loads: deque[tuple[bytes, str, asyncio.Future[CardRecord | None]]] = deque()
+        self._pipe = commit_pipe
+        self._load_pipe = load_pipe
+        self._loads: deque[_Load] = deque()
         self._load_wakeup = asyncio.Event()
-        self._batch_timeout = socket_timeout
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._pending: deque[_Pending] = deque()
@@ -360,23 +357,16 @@ class RedisStore:
             decode_responses=False,
         )
         client = Redis(connection_pool=pool)
-        # The committer and the loader each own one connection: a batch's replies arrive in
-        # order on it, and no pool checkout sits on the tap path.
-        batch_pool = ConnectionPool.from_url(
-            url,
-            socket_timeout=None,  # each batch as a whole is bounded instead
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),  # no retry: the terminal retries the tap
-            decode_responses=False,
-        )
-        commit_conn: AbstractConnection = batch_pool.make_connection()  # type: ignore[no-untyped-call]
-        load_conn: AbstractConnection = batch_pool.make_connection()  # type: ignore[no-untyped-call]
+        # The committer and the loader each own one lean connection (gateway.redis_pipe): a
+        # batch's replies arrive in order on it, each batch as a whole is bounded by
+        # `socket_timeout`, and no pool checkout sits on the tap path.
+        commit_pipe = RedisPipe(url, timeout=socket_timeout, connect_timeout=connect_timeout)
+        load_pipe = RedisPipe(url, timeout=socket_timeout, connect_timeout=connect_timeout)
         try:
             store = cls(
                 client,
-                commit_conn,
-                load_conn,
-                socket_timeout=socket_timeout,
+                commit_pipe,
+                load_pipe,
                 max_pending=max_pending,
                 max_batch=max_batch,
             )
@@ -400,9 +390,9 @@ class RedisStore:
                 with anyio.CancelScope(shield=True):
                     await asyncio.gather(committer, loader, return_exceptions=True)
         finally:
+            commit_pipe.close()
+            load_pipe.close()
             with anyio.CancelScope(shield=True):
-                await commit_conn.disconnect()
-                await load_conn.disconnect()
                 await client.aclose()
                 await pool.disconnect()
 
@@ -416,7 +406,7 @@ class RedisStore:
             raise StoreOverloaded(f"{len(self._pending)} writes pending")
         commit_cmd, progress_cmd = encode_write(write)
         fut: asyncio.Future[CommitResult] = self._loop.create_future()
-        self._pending.append((commit_cmd, progress_cmd, fut))
+        self._pending.append((commit_cmd, progress_cmd, fut, self._loop.time()))
         self._wakeup.set()
         return await fut
 
@@ -430,68 +420,80 @@ class RedisStore:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                batch: list[_Pending] = []
-                while pending and len(batch) < self._max_batch:
-                    item = pending.popleft()
-                    if not item[2].done():  # skip writes whose caller was cancelled
-                        batch.append(item)
+                batch = self._take_batch(pending, "write")
                 if batch:
                     await self._run_batch(batch)
         finally:
             exc = StoreUnavailable("store closed before the write was sent")
-            for _, _, fut in pending:
+            for _, _, fut, _ in pending:
                 if not fut.done():
                     fut.set_exception(exc)
             pending.clear()
             self._stopped.set()
 
+    def _take_batch(self, queue: deque[_Queued], what: str) -> list[_Queued]:
+        """Up to `max_batch` queued items to send, skipping those whose caller was cancelled
+        and refusing those queued longer than MAX_QUEUE_WAIT_S (never sent, so never applied)."""
+        batch: list[_Queued] = []
+        stale_before = self._loop.time() - MAX_QUEUE_WAIT_S
+        while queue and len(batch) < self._max_batch:
+            item = queue.popleft()
+            fut = item[2]
+            if fut.done():
+                continue
+            if item[3] < stale_before:
+                self.stats.expired += 1
+                fut.set_exception(
+                    StoreUnavailable(f"{what} not sent within {MAX_QUEUE_WAIT_S} s: Redis too slow")
+                )
+                continue
+            batch.append(item)
+        return batch
+
     async def _run_batch(self, batch: list[_Pending]) -> None:
-        conn = self._conn
+        pipe = self._pipe
         stats = self.stats
         stats.batches += 1
         stats.writes += len(batch)
         stats.max_batch = max(stats.max_batch, len(batch))
         cmds: list[bytes] = []
-        for commit_cmd, progress_cmd, _ in batch:
+        for commit_cmd, progress_cmd, _, _ in batch:
             cmds.append(commit_cmd)
             cmds.append(progress_cmd)
         try:
-            # asyncio.timeout, not anyio.fail_after: a third of the cost, once per batch
-            async with asyncio.timeout(self._batch_timeout):
-                replies = await _round_trip(conn, cmds)
-                if any(isinstance(r, rexc.NoScriptError) for r in replies):
-                    await self._reload_and_resend(conn, cmds, replies)
+            replies = await pipe.round_trip(cmds)
+            if any(map(_is_noscript, replies)):
+                await self._reload_and_resend(pipe, cmds, replies)
         except Exception as exc:
             stats.failed_batches += 1
-            await conn.disconnect(nowait=True)  # unknown state: start afresh next time
+            pipe.close()  # unknown state: start afresh next time
             err: StoreError
             if isinstance(exc, _UNAVAILABLE_ERRORS):
                 err = StoreUnavailable(f"commit batch failed: {_describe(exc)}")
             else:
                 log.exception("commit batch failed")
                 err = StoreError(f"commit batch failed: {_describe(exc)}")
-            for _, _, fut in batch:
+            for _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(err)
             return
         except BaseException:  # cancelled (closing): the outcome of this batch is unknown
             closed = StoreUnavailable("store closed during the commit round trip")
-            for _, _, fut in batch:
+            for _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(closed)
             raise
-        for i, (_, _, fut) in enumerate(batch):
+        for i, (_, _, fut, _) in enumerate(batch):
             reply = replies[2 * i]
             progress = replies[2 * i + 1]
-            if isinstance(progress, Exception):
+            if isinstance(progress, hiredis.ReplyError):
                 stats.progress_errors += 1
                 log.error("terminal progress script failed: %s", _describe(progress))
             if fut.done():
                 continue
-            if isinstance(reply, Exception):
+            if isinstance(reply, hiredis.ReplyError):
                 stats.write_errors += 1
-                cls = StoreUnavailable if isinstance(reply, _UNAVAILABLE_ERRORS) else StoreError
-                fut.set_exception(cls(f"commit script failed: {_describe(reply)}"))
+                fut.set_exception(StoreError(f"commit script failed: {_describe(reply)}"))
                 continue
             try:
                 fut.set_result(_decode_commit(reply))
@@ -500,19 +502,19 @@ class RedisStore:
                 fut.set_exception(StoreError(_describe(exc)))
 
     async def _reload_and_resend(
-        self, conn: AbstractConnection, cmds: list[bytes], replies: list[Any]
+        self, pipe: RedisPipe, cmds: list[bytes], replies: list[Any]
     ) -> None:
         """Load the scripts and resend the commands refused with NOSCRIPT, in place."""
         for _ in range(3):
-            refused = [i for i, r in enumerate(replies) if isinstance(r, rexc.NoScriptError)]
+            refused = [i for i, r in enumerate(replies) if _is_noscript(r)]
             if not refused:
                 return
             self.stats.script_reloads += 1
             log.warning("NOSCRIPT from Redis: reloading scripts (%d commands)", len(refused))
-            again = await _round_trip(conn, [*_LOAD_SCRIPTS, *(cmds[i] for i in refused)])
+            again = await pipe.round_trip([*_LOAD_SCRIPTS, *(cmds[i] for i in refused)])
             for loaded in again[:2]:
-                if isinstance(loaded, Exception):
-                    raise loaded
+                if isinstance(loaded, hiredis.ReplyError):
+                    raise StoreError(f"SCRIPT LOAD refused: {loaded}")
             for i, r in zip(refused, again[2:], strict=True):
                 replies[i] = r
 
@@ -526,9 +528,9 @@ class RedisStore:
         if len(self._loads) >= MAX_PENDING_LOADS:
             self.stats.overloaded += 1
             raise StoreOverloaded(f"{len(self._loads)} card loads pending")
-        cmd = _command(b"HMGET", card_key(card).encode(), b"state", b"ver")
+        cmd = resp_command(b"HMGET", card_key(card).encode(), b"state", b"ver")
         fut: asyncio.Future[CardRecord | None] = self._loop.create_future()
-        self._loads.append((cmd, card, fut))
+        self._loads.append((cmd, card, fut, self._loop.time()))
         self._load_wakeup.set()
         return await fut
 
@@ -542,49 +544,42 @@ class RedisStore:
                     self._load_wakeup.clear()
                     await self._load_wakeup.wait()
                     continue
-                batch: list[tuple[bytes, str, asyncio.Future[CardRecord | None]]] = []
-                while loads and len(batch) < self._max_batch:
-                    item = loads.popleft()
-                    if not item[2].done():
-                        batch.append(item)
+                batch = self._take_batch(loads, "card load")
                 if batch:
                     await self._run_loads(batch)
         finally:
             exc = StoreUnavailable("store closed before the load was sent")
-            for _, _, fut in loads:
+            for _, _, fut, _ in loads:
                 if not fut.done():
                     fut.set_exception(exc)
             loads.clear()
 
-    async def _run_loads(
-        self, batch: list[tuple[bytes, str, asyncio.Future[CardRecord | None]]]
-    ) -> None:
+    async def _run_loads(self, batch: list[_Load]) -> None:
         self.stats.load_batches += 1
         self.stats.loads += len(batch)
         try:
-            async with asyncio.timeout(self._batch_timeout):
-                replies = await _round_trip(self._load_conn, [cmd for cmd, _, _ in batch])
+            replies = await self._load_pipe.round_trip([cmd for cmd, _, _, _ in batch])
         except Exception as exc:
-            await self._load_conn.disconnect(nowait=True)
+            self._load_pipe.close()
             err: StoreError = (
                 StoreUnavailable(f"load batch failed: {_describe(exc)}")
                 if isinstance(exc, _UNAVAILABLE_ERRORS)
                 else StoreError(f"load batch failed: {_describe(exc)}")
             )
-            for _, _, fut in batch:
+            for _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(err)
             return
         except BaseException:
             closed = StoreUnavailable("store closed during the load round trip")
-            for _, _, fut in batch:
+            for _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(closed)
             raise
-        for (_, card, fut), reply in zip(batch, replies, strict=True):
+        for (_, card, fut, _), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue
-            if isinstance(reply, Exception):
+            if isinstance(reply, hiredis.ReplyError):
                 fut.set_exception(StoreError(f"load_card: {_describe(reply)}"))
                 continue
             state, ver = reply

@@ -2,7 +2,8 @@
 runs the card actors and the websocket server, and gives each connection a terminal session.
 
 Everything shares one anyio task group on the asyncio backend (uvloop in production); the
-websocket server is websockets' asyncio implementation.
+websocket server is `gateway.ws_server` (websockets' Sans-I/O protocol on a plain asyncio
+protocol).
 """
 
 from __future__ import annotations
@@ -15,26 +16,25 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import anyio
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from actors.card import CardActor, CardDeps, TapReply, TapRequest
 from actors.runtime import ActorRegistry
 from actors.terminal import Phase, SessionDeps, TerminalSession
 from gateway.admin import publish_gateway_key
-from gateway.authority import GatewayAuthority
+from gateway.authority import AuthSigner, GatewayAuthority, LocalSigner
 from gateway.config import GatewayConfig
 from gateway.events import EventBus
 from gateway.gc_monitor import GcMonitor
+from gateway.keyholder import KeyholderSigner
 from gateway.redis_server import RedisServer
 from gateway.redis_store import RedisStore
 from gateway.signing import GatewaySigner, load_or_create_signing_key
 from gateway.tariff_io import TariffError, load_tariff_file
+from gateway.ws_server import ConnectionClosed, WsConnection, WsServer
 from policies import Tariff, default_tariff
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ async def reload_tariff_on_sighup(holder: TariffHolder) -> None:
 @dataclass(eq=False)
 class _Conn:
     session: TerminalSession
-    ws: ServerConnection
+    ws: WsConnection
 
 
 class Connections:
@@ -109,10 +109,10 @@ class Connections:
 
     def __init__(self, stale_after_ms: int) -> None:
         self._by_id: dict[str, _Conn] = {}
-        self._ws: dict[TerminalSession, ServerConnection] = {}
+        self._ws: dict[TerminalSession, WsConnection] = {}
         self._stale_after_ms = stale_after_ms
 
-    def attach(self, session: TerminalSession, ws: ServerConnection) -> None:
+    def attach(self, session: TerminalSession, ws: WsConnection) -> None:
         self._ws[session] = ws
 
     def detach(self, session: TerminalSession) -> None:
@@ -136,10 +136,10 @@ class Connections:
         if held is not None and held.session is session:
             del self._by_id[terminal_id]
 
-    def _close_soon(self, ws: ServerConnection) -> None:
-        ws.transport.close()
+    def _close_soon(self, ws: WsConnection) -> None:
+        ws.abort()
 
-    def idle(self, older_than_ms: int, handshake_ms: int) -> list[ServerConnection]:
+    def idle(self, older_than_ms: int, handshake_ms: int) -> list[WsConnection]:
         """Connections silent for `older_than_ms`, or still unauthenticated after
         `handshake_ms`."""
         now = now_ms()
@@ -159,7 +159,7 @@ class Gateway:
     """A running gateway; `url` is where terminals connect."""
 
     config: GatewayConfig
-    server: Server
+    server: WsServer
     store: RedisStore
     cards: ActorRegistry[str, TapRequest, TapReply]
     authority: GatewayAuthority
@@ -192,8 +192,15 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             embedded.start()
             stack.callback(embedded.stop)
             redis_url = embedded.url
-        key = load_or_create_signing_key(config.data_dir / "keys" / "gateway.key")
-        signer = GatewaySigner(key)
+        key_path = config.data_dir / "keys" / "gateway.key"
+        key = load_or_create_signing_key(key_path)
+        signer: AuthSigner
+        if config.signer == "keyholder":
+            # The key stays in a child process; this one only ever sees the public key.
+            signer = await stack.enter_async_context(KeyholderSigner.start(key_path))
+        else:
+            signer = LocalSigner(GatewaySigner(key))
+        del key
         tariff = TariffHolder(load_tariff(config.tariff_path), config.tariff_path)
         authority = GatewayAuthority(signer, lambda: tariff.current.currency)
         store = await stack.enter_async_context(RedisStore.connect(redis_url))
@@ -210,6 +217,10 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             mailbox_size=config.card_mailbox,
             max_resident=config.max_resident_cards,
             idle_timeout_s=config.card_idle_s,
+            # A tap for an idle card is decided in its terminal's task: no hand-off to a worker.
+            # CardActor.handle bounds its own waits (the store refuses writes it cannot send
+            # within MAX_QUEUE_WAIT_S, and each round trip is bounded by its socket timeout).
+            inline=True,
         )
         await stack.enter_async_context(cards)
         connections = Connections(stale_after_ms=config.heartbeat_s * config.idle_heartbeats * 1000)
@@ -223,11 +234,11 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             heartbeat_s=config.heartbeat_s,
         )
 
-        async def handler(ws: ServerConnection) -> None:
+        async def handler(ws: WsConnection) -> None:
             if len(connections) >= config.max_connections:
                 await ws.close(1013, "gateway full")
                 return
-            session = TerminalSession(deps, partial(ws.send, text=True))
+            session = TerminalSession(deps, ws.send)
             connections.attach(session, ws)
             try:
                 async for data in ws:
@@ -241,12 +252,10 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
                 connections.detach(session)
 
         server = await stack.enter_async_context(
-            serve(
+            WsServer.serve(
                 handler,
                 config.host,
                 config.port,
-                compression=None,
-                ping_interval=None,
                 max_size=config.max_ws_message,
                 max_queue=config.max_ws_queue,
             )
@@ -282,7 +291,7 @@ async def _reap_idle(gw: Gateway) -> None:
         await anyio.sleep(period)
         for ws in gw.connections.idle(limit_ms, handshake_ms):
             # Close without waiting for the peer: a dead link would hold the reaper up.
-            ws.transport.close()
+            ws.abort()
 
 
 async def serve_forever(config: GatewayConfig) -> None:
@@ -336,5 +345,6 @@ def stats_line(gw: Gateway, gc_monitor: GcMonitor) -> dict[str, object]:
             "failed_batches": store.failed_batches,
         },
         "events": {"published": gw.events.published},
+        "signer": gw.authority.signer.stats(),
         "gc": gc_monitor.snapshot(),
     }

@@ -56,8 +56,12 @@ class GatewaySigner:
         # objects SigningKey.sign builds for every call.
         self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(signing_key))[1]
 
+    def sign_bytes(self, message: bytes) -> bytes:
+        """The 64-byte signature of `message`."""
+        return nacl.bindings.crypto_sign(message, self._secret)[:SIGNATURE_BYTES]
+
     def _sign(self, message: bytes) -> str:
-        return nacl.bindings.crypto_sign(message, self._secret)[:SIGNATURE_BYTES].hex()
+        return self.sign_bytes(message).hex()
 
     def sign_auth(self, fields: AuthFields) -> str:
         """Hex signature of an authorisation; `fields.key_id` must be this signer's key id."""

@@ -39,7 +39,7 @@ from tests.policies.services.strategies import commands, time_steps
 ZONE = "Europe/Berlin"
 
 
-def _sign(req: TapRequest, decision: Decision, gateway_time: int) -> bytes:
+async def _sign(req: TapRequest, decision: Decision, gateway_time: int) -> bytes:
     return b"signed"
 
 

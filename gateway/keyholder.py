@@ -1,0 +1,344 @@
+"""The key holder: a small child process that owns the gateway's signing key and signs
+authorisations for it, so the process facing the network never holds the private key and the
+Ed25519 work (the largest single cost of a tap) runs on another core.
+
+The gateway process (`KeyholderSigner`) talks to it over a socketpair. Requests and replies are
+length-prefixed batches, answered in order:
+
+    request:  u32 length, then per message: u16 length + message bytes
+    reply:    u32 length, then one 64-byte signature per message
+
+Every message must be an authorisation's canonical bytes (`gateway.protocol.auth_bytes`: it
+starts with the AUTH domain line); anything else ends the key holder, so the key cannot be made
+to sign something of another kind. Signing is grouped like the store's commits: while a batch is
+being signed, new messages queue, and go out together when its reply comes back.
+
+If the key holder dies, waiting signatures fail with `SigningUnavailable` (the terminal is told
+`unavailable` and retries the same tap id) and the next signature starts a new one, at most
+MAX_RESTARTS_PER_MIN times a minute. Ed25519 is deterministic: a signature made by the key
+holder is byte for byte the one `GatewaySigner` would make.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final, cast
+
+import nacl.bindings
+
+from actors.card import SigningUnavailable
+from gateway.protocol import AUTH_DOMAIN
+from gateway.signing import SIGNATURE_BYTES, key_id_for, load_signing_key
+
+#: Messages per batch sent to the key holder.
+MAX_BATCH: Final = 256
+#: Signatures waiting (queued or in flight); more are refused with SigningUnavailable.
+MAX_PENDING: Final = 10_000
+#: Largest message the key holder signs (an authorisation's canonical bytes are far smaller).
+MAX_MESSAGE_BYTES: Final = 4096
+#: Key holder starts allowed per minute before signing is refused.
+MAX_RESTARTS_PER_MIN: Final = 10
+#: Seconds to wait for a new key holder to answer its first batch.
+START_TIMEOUT_S: Final = 10.0
+
+_AUTH_PREFIX: Final = (AUTH_DOMAIN + "\n").encode("ascii")
+
+
+# --------------------------------------------------------------------------------------------
+# The child process
+# --------------------------------------------------------------------------------------------
+
+
+def _sign_batch(payload: bytes, secret: bytes) -> bytes:
+    sigs: list[bytes] = []
+    i, end = 0, len(payload)
+    while i < end:
+        n = int.from_bytes(payload[i : i + 2], "big")
+        message = payload[i + 2 : i + 2 + n]
+        if len(message) != n or not message.startswith(_AUTH_PREFIX):
+            raise ValueError("not an authorisation")
+        sigs.append(nacl.bindings.crypto_sign(message, secret)[:SIGNATURE_BYTES])
+        i += 2 + n
+    return b"".join(sigs)
+
+
+def serve(sock: socket.socket, secret: bytes) -> None:
+    """Sign batches from `sock` until it closes (the gateway ended) or sends garbage."""
+    buf = bytearray()
+    max_request = 4 + MAX_BATCH * (2 + MAX_MESSAGE_BYTES)
+    while True:
+        data = sock.recv(1 << 16)
+        if not data:
+            return
+        buf += data
+        while len(buf) >= 4:
+            n = int.from_bytes(buf[:4], "big")
+            if n > max_request:
+                raise ValueError(f"request of {n} bytes")
+            if len(buf) < 4 + n:
+                break
+            payload = bytes(buf[4 : 4 + n])
+            del buf[: 4 + n]
+            out = _sign_batch(payload, secret)
+            sock.sendall(len(out).to_bytes(4, "big") + out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="citycard key holder (started by the gateway)")
+    parser.add_argument("--key", type=Path, required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    key = load_signing_key(args.key)
+    secret = nacl.bindings.crypto_sign_seed_keypair(bytes(key))[1]
+    sock = socket.socket(fileno=args.fd)
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
+        serve(sock, secret)
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway side
+# --------------------------------------------------------------------------------------------
+
+
+class _Link(asyncio.Protocol):
+    """Replies of one key holder, in order, to the batches waiting for them."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiting: deque[list[asyncio.Future[bytes]]] = deque()
+        self._buf = bytearray()
+        self.lost = False
+        self.on_idle: asyncio.Handle | None = None
+        self.signer: KeyholderSigner | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        while len(buf) >= 4:
+            n = int.from_bytes(buf[:4], "big")
+            if len(buf) < 4 + n:
+                return
+            sigs = bytes(buf[4 : 4 + n])
+            del buf[: 4 + n]
+            if not self.waiting:
+                self.fail(SigningUnavailable("key holder sent a reply nobody asked for"))
+                return
+            futures = self.waiting.popleft()
+            if len(sigs) != SIGNATURE_BYTES * len(futures):
+                self.fail(SigningUnavailable("key holder reply has the wrong length"))
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_exception(SigningUnavailable("key holder failed"))
+                return
+            for k, fut in enumerate(futures):
+                if not fut.done():
+                    fut.set_result(sigs[k * SIGNATURE_BYTES : (k + 1) * SIGNATURE_BYTES])
+            if self.signer is not None:
+                self.signer._send_next(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(SigningUnavailable(f"key holder connection lost: {exc or 'closed'}"))
+
+    def fail(self, err: SigningUnavailable) -> None:
+        self.lost = True
+        while self.waiting:
+            for fut in self.waiting.popleft():
+                if not fut.done():
+                    fut.set_exception(err)
+        if self.transport is not None:
+            self.transport.close()
+        if self.signer is not None:
+            self.signer._link_failed(self, err)
+
+
+def _start_process(key_path: Path) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """A key holder child (fork + exec: milliseconds) and the gateway's end of its socket."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.keyholder", "--key", str(key_path),
+             "--fd", str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+        )
+    except BaseException:
+        parent.close()
+        raise
+    finally:
+        child.close()
+    return parent, proc
+
+
+class KeyholderSigner:
+    """Signs authorisation bytes in the key holder child process (see the module docstring).
+
+    Use `async with KeyholderSigner.start(key_path) as signer: sig = await signer.sign(msg)`.
+    """
+
+    def __init__(self, key_path: Path) -> None:
+        key = load_signing_key(key_path)
+        public = bytes(key.verify_key)
+        self.public_key_hex = public.hex()
+        self.key_id = key_id_for(public)
+        self._key_path = key_path
+        self._loop = asyncio.get_running_loop()
+        self._pending: deque[tuple[bytes, asyncio.Future[bytes]]] = deque()
+        self._link: _Link | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._starting: asyncio.Task[_Link] | None = None
+        self._starts: deque[float] = deque()
+        self._closed = False
+        self.batches = 0
+        self.signed = 0
+        self.starts = 0
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(cls, key_path: Path) -> AsyncIterator[KeyholderSigner]:
+        signer = cls(key_path)
+        try:
+            await signer._ensure_link()
+            yield signer
+        finally:
+            signer.close()
+
+    async def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of `message` (an authorisation's canonical bytes)."""
+        if len(message) > MAX_MESSAGE_BYTES or not message.startswith(_AUTH_PREFIX):
+            raise ValueError("the key holder signs authorisation bytes only")
+        if self._closed:
+            raise SigningUnavailable("signer is closed")
+        if len(self._pending) >= MAX_PENDING:
+            raise SigningUnavailable(f"{MAX_PENDING} signatures waiting")
+        fut: asyncio.Future[bytes] = self._loop.create_future()
+        self._pending.append((message, fut))
+        link = self._link
+        if link is None or link.lost:
+            await self._ensure_link()
+        elif not link.waiting:
+            self._send_next(link)
+        return await fut
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "batches": self.batches,
+            "signed": self.signed,
+            "restarts": max(0, self.starts - 1),
+        }
+
+    def _send_next(self, link: _Link) -> None:
+        """Send what is queued as one batch, unless a batch is still being signed."""
+        pending = self._pending
+        if not pending or link.waiting or link.lost or link.transport is None:
+            return
+        parts: list[bytes] = []
+        futures: list[asyncio.Future[bytes]] = []
+        while pending and len(futures) < MAX_BATCH:
+            message, fut = pending.popleft()
+            if fut.done():  # the tap gave up
+                continue
+            parts.append(len(message).to_bytes(2, "big"))
+            parts.append(message)
+            futures.append(fut)
+        if not futures:
+            return
+        body = b"".join(parts)
+        link.waiting.append(futures)
+        link.transport.write(len(body).to_bytes(4, "big") + body)
+        self.batches += 1
+        self.signed += len(futures)
+
+    def _link_failed(self, link: _Link, err: SigningUnavailable) -> None:
+        if self._link is link:
+            self._link = None
+            # Queued signatures wait for the next key holder, started by the next sign().
+            if self._pending and not self._closed:
+                self._loop.create_task(self._restart_soon())
+
+    async def _restart_soon(self) -> None:
+        try:
+            await self._ensure_link()
+        except SigningUnavailable as exc:
+            while self._pending:
+                _, fut = self._pending.popleft()
+                if not fut.done():
+                    fut.set_exception(exc)
+
+    async def _ensure_link(self) -> None:
+        if self._starting is None:
+            self._starting = self._loop.create_task(self._spawn())
+        starting = self._starting
+        try:
+            link = await asyncio.shield(starting)
+        finally:
+            if starting.done():
+                self._starting = None
+        self._send_next(link)
+
+    async def _spawn(self) -> _Link:
+        now = time.monotonic()
+        while self._starts and self._starts[0] < now - 60:
+            self._starts.popleft()
+        if len(self._starts) >= MAX_RESTARTS_PER_MIN:
+            raise SigningUnavailable(f"key holder restarted {MAX_RESTARTS_PER_MIN} times a minute")
+        self._starts.append(now)
+        self.starts += 1
+        self._stop_process()
+        parent, self._proc = _start_process(self._key_path)
+        _, link = await self._loop.connect_accepted_socket(_Link, parent)
+        link.signer = self
+        self._link = link
+        # Prove it works before tapping through it: sign one authorisation-shaped message.
+        probe: asyncio.Future[bytes] = self._loop.create_future()
+        payload = len(_AUTH_PREFIX).to_bytes(2, "big") + _AUTH_PREFIX
+        link.waiting.append([probe])
+        assert link.transport is not None
+        link.transport.write(len(payload).to_bytes(4, "big") + payload)
+        try:
+            await asyncio.wait_for(probe, START_TIMEOUT_S)
+        except (TimeoutError, SigningUnavailable) as exc:
+            link.fail(SigningUnavailable("key holder did not start"))
+            raise SigningUnavailable(f"key holder did not start: {exc}") from exc
+        return link
+
+    def _stop_process(self) -> None:
+        proc = self._proc
+        self._proc = None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        self._closed = True
+        link, self._link = self._link, None
+        if link is not None:
+            link.signer = None
+            link.fail(SigningUnavailable("signer closed"))
+        while self._pending:
+            _, fut = self._pending.popleft()
+            if not fut.done():
+                fut.set_exception(SigningUnavailable("signer closed"))
+        self._stop_process()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main(sys.argv[1:])
+    os._exit(0)

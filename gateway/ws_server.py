@@ -1,0 +1,344 @@
+"""The gateway's websocket server: websockets' Sans-I/O protocol driven from a plain
+`asyncio.Protocol`. asyncio only (uvloop in production).
+
+`websockets.server.ServerProtocol` does everything RFC 6455 asks of a server — the opening
+handshake, frame parsing and masking, fragmentation, ping/pong, the closing handshake, the
+message size limit — and this module only moves bytes and messages: `data_received` feeds the
+protocol, writes what it wants sent, and appends complete messages to the connection's inbox,
+where the connection's one handler task takes them with `recv()`; `send()` frames a text
+message and writes it at once. websockets' own asyncio connection class adds an assembler with a
+future per message and an async context manager per send, which cost more per tap than the
+framing itself (see docs/internals.md for the figures).
+
+Limits: `max_size` bytes per message (bigger: closed with 1009), `max_queue` messages waiting in
+an inbox (more: the connection stops reading until its handler catches up), `open_timeout` for
+the opening handshake, `close_timeout` for the closing one (then the TCP connection is dropped),
+and writes wait (`send` blocks) while the transport's buffer is over its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Final, cast
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client has to complete the opening handshake.
+OPEN_TIMEOUT_S: Final = 10.0
+#: Seconds the closing handshake may take before the TCP connection is dropped.
+CLOSE_TIMEOUT_S: Final = 5.0
+#: Seconds `WsServer.aclose` waits for handlers to finish before cancelling them.
+SHUTDOWN_TIMEOUT_S: Final = 5.0
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+
+
+class ConnectionClosed(Exception):
+    """The websocket connection is closed (or closing): nothing more to receive or send."""
+
+
+Handler = Callable[["WsConnection"], Awaitable[None]]
+
+
+class WsConnection(asyncio.Protocol):
+    """One client connection. Its handler reads with `recv()` / `async for`, writes with
+    `send()`, and ends it with `close()` (closing handshake) or `abort()` (drop TCP)."""
+
+    def __init__(self, server: WsServer) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._proto = ServerProtocol(max_size=server.max_size, logger=log)
+        self._transport: asyncio.Transport | None = None
+        self._inbox: deque[str | bytes] = deque()
+        self._fragments: list[bytes] = []
+        self._fragmented_text = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._lost = False
+        self._closed = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self._transport = cast(asyncio.Transport, transport)
+        self._server.connections.add(self)
+        self._set_timer(OPEN_TIMEOUT_S)
+
+    def data_received(self, data: bytes) -> None:
+        proto = self._proto
+        proto.receive_data(data)
+        events = proto.events_received()
+        self._flush()
+        for event in events:
+            if type(event) is Frame:
+                self._on_frame(event)
+            elif isinstance(event, Request):
+                self._on_request(event)
+        if proto.close_expected() and self._timer is None:
+            self._set_timer(CLOSE_TIMEOUT_S)
+
+    def eof_received(self) -> bool | None:
+        self._proto.receive_eof()
+        self._proto.events_received()
+        self._flush()
+        self._wake()
+        return None  # close the transport: a websocket never writes after the peer's EOF
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._server.connections.discard(self)
+        self._wake()
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        self._closed.set()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- protocol events ---------------------------------------------------------------------
+
+    def _on_request(self, request: Request) -> None:
+        proto = self._proto
+        response = proto.accept(request)
+        proto.send_response(response)
+        self._flush()
+        if proto.state is State.OPEN:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._task = self._loop.create_task(self._server.run_handler(self))
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        # The parser hands out bytes; the wider type is for frames being sent.
+        data = cast(bytes, frame.data)
+        if opcode is _TEXT or opcode is _BINARY:
+            if frame.fin:
+                self._deliver(data, opcode is _TEXT)
+            else:
+                self._fragments = [data]
+                self._fragmented_text = opcode is _TEXT
+        elif opcode is _CONT:
+            self._fragments.append(data)
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._deliver(data, self._fragmented_text)
+        # PING, PONG and CLOSE are answered by the protocol itself.
+
+    def _deliver(self, data: bytes, text: bool) -> None:
+        message: str | bytes
+        if text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError as exc:
+                self._proto.fail(1007, f"{exc.reason} at position {exc.start}")
+                self._flush()
+                self._wake()
+                return
+        else:
+            message = data
+        inbox = self._inbox
+        inbox.append(message)
+        if len(inbox) >= self._server.max_queue and not self._reading_paused:
+            self._reading_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+        self._wake()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _flush(self) -> None:
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        for data in self._proto.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                try:
+                    transport.write_eof()
+                except Exception:  # uvloop may raise RuntimeError on a closing transport
+                    transport.close()
+            else:
+                transport.close()
+
+    def _set_timer(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, self.abort)
+
+    # -- the handler's API -----------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        return self._proto.state is State.OPEN and not self._lost
+
+    @property
+    def remote_address(self) -> object:
+        return None if self._transport is None else self._transport.get_extra_info("peername")
+
+    async def recv(self) -> str | bytes:
+        """The next message (`str` for a text message, `bytes` for binary);
+        `ConnectionClosed` once the connection is closing and no message is left."""
+        inbox = self._inbox
+        while not inbox:
+            if self._lost or self._proto.state is not State.OPEN:
+                raise ConnectionClosed()
+            waiter = self._waiter = self._loop.create_future()
+            await waiter
+        message = inbox.popleft()
+        if self._reading_paused and len(inbox) <= self._server.max_queue // 4:
+            self._reading_paused = False
+            if self._transport is not None and not self._lost:
+                self._transport.resume_reading()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[str | bytes]:
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosed:
+            return
+
+    async def send(self, message: bytes) -> None:
+        """Send `message` (UTF-8 bytes) as one text frame; waits while the peer is slow to
+        read. `ConnectionClosed` if the connection is no longer open."""
+        if self._lost or self._proto.state is not State.OPEN:
+            raise ConnectionClosed()
+        self._proto.send_text(message)
+        self._flush()
+        if self._writing_paused:
+            drain = self._drain
+            if drain is None or drain.done():
+                drain = self._drain = self._loop.create_future()
+            await drain
+
+    def start_close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame (if open) and drop the TCP connection if the closing handshake
+        is not done within CLOSE_TIMEOUT_S; a connection still in its opening handshake is
+        dropped at once."""
+        if self._proto.state is State.OPEN and not self._lost:
+            self._proto.send_close(code, reason)
+            self._flush()
+            self._set_timer(CLOSE_TIMEOUT_S)
+        elif self._proto.state is State.CONNECTING:
+            self.abort()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and wait (at most CLOSE_TIMEOUT_S) for the connection
+        to end."""
+        self.start_close(code, reason)
+        await self._closed.wait()
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a closing handshake."""
+        self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+
+
+class WsServer:
+    """Accepts connections and runs `handler(connection)` for each opened one, in its own task.
+
+    Use `async with WsServer.serve(handler, host, port, ...) as server:`; leaving closes every
+    connection (1001 going away), waits for their handlers up to SHUTDOWN_TIMEOUT_S, cancels
+    the rest and drops what is still connected."""
+
+    def __init__(self, handler: Handler, *, max_size: int, max_queue: int) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
+        self.loop = asyncio.get_running_loop()
+        self.handler = handler
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.connections: set[WsConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._server is None else tuple(self._server.sockets)
+
+    @classmethod
+    @asynccontextmanager
+    async def serve(
+        cls, handler: Handler, host: str, port: int, *, max_size: int, max_queue: int
+    ) -> AsyncIterator[WsServer]:
+        server = cls(handler, max_size=max_size, max_queue=max_queue)
+        server._server = await server.loop.create_server(
+            lambda: WsConnection(server), host, port, backlog=1024
+        )
+        try:
+            yield server
+        finally:
+            await server.aclose()
+
+    async def run_handler(self, conn: WsConnection) -> None:
+        """The task of one open connection: its handler, then the closing handshake."""
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        self._tasks.add(task)
+        code = 1000
+        try:
+            await self.handler(conn)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection handler failed")
+            code = 1011
+        finally:
+            self._tasks.discard(task)
+        conn.start_close(code)
+
+    async def aclose(self) -> None:
+        """Stop accepting, close every connection (1001), wait for the handlers."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.start_close(1001, "gateway shutting down")
+        tasks = list(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for conn in list(self.connections):
+            conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
