@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from . import helpers
+
 
 @pytest.fixture(
     params=[
@@ -16,3 +18,20 @@ import pytest
 )
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every semantic runtime test runs twice: workers only, and with inline handling of idle
+    actors (modules about the worker pool itself set WORKER_POOL_TESTS = True)."""
+    if "inline_mode" in metafunc.fixturenames:
+        modes = [False] if getattr(metafunc.module, "WORKER_POOL_TESTS", False) else [False, True]
+        metafunc.parametrize(
+            "inline_mode", modes, ids=["inline" if m else "workers" for m in modes], indirect=True
+        )
+
+
+@pytest.fixture(autouse=True)
+def inline_mode(request: pytest.FixtureRequest) -> Any:
+    helpers.INLINE[0] = getattr(request, "param", False)
+    yield helpers.INLINE[0]
+    helpers.INLINE[0] = False

@@ -70,7 +70,13 @@ class World:
         return sum(1 for w, k, _ in self.log if w == what and (key is None or k == key))
 
     def registry(self, **kw: object) -> ActorRegistry[str, Msg, int]:
+        kw.setdefault("inline", INLINE[0])
         return ActorRegistry(self.factory, name="test", **kw)  # type: ignore[arg-type]
+
+
+#: Whether World.registry() builds registries with inline handling (set per test by the
+#: `inline_mode` fixture in conftest.py, so every semantic test runs in both modes).
+INLINE = [False]
 
 
 class CounterActor:

@@ -537,3 +537,60 @@ async def test_passivation_failure_is_counted_not_raised() -> None:
         await reg.ask("k", Get())
     assert reg.stats()["passivation_failures"] == 1
     assert reg.stats()["passivations"] == 1
+
+
+# ---------------------------------------------------------------- inline handling
+
+
+async def test_inline_handles_an_idle_actor_in_the_askers_task() -> None:
+    world = World()
+    async with world.registry(inline=True) as reg:
+        await reg.ask("k", Add(1))  # activation goes through a worker
+        world.tasks.clear()
+        me = anyio.get_current_task().id
+        assert await reg.ask("k", Add(1)) == 2
+        assert world.tasks == [me]
+
+
+async def test_inline_asks_meanwhile_queue_and_are_served_in_order_after_it() -> None:
+    world = World()
+    entered, gate = anyio.Event(), anyio.Event()
+    out: list[object] = []
+    async with world.registry(inline=True) as reg:
+        await reg.ask("k", Add(1))
+        async with anyio.create_task_group() as tg:
+            await tg.start(ask_started, reg, "k", Wait(entered, gate), out)
+            await entered.wait()
+            for _ in range(3):
+                await tg.start(ask_started, reg, "k", Add(10), out)
+            gate.set()
+        assert out == [1, 11, 21, 31]
+        assert world.overlaps == 0
+
+
+async def test_inline_cancelled_asker_drops_the_instance_without_passivating() -> None:
+    world = World()
+    entered, gate = anyio.Event(), anyio.Event()
+    async with world.registry(inline=True) as reg:
+        await reg.ask("k", Add(5))
+        with anyio.move_on_after(0.05):
+            await reg.ask("k", Wait(entered, gate))
+        assert entered.is_set()
+        # A fresh instance reloads the durable value; the interrupted one was not passivated.
+        assert await reg.ask("k", Get()) == 5
+        assert world.count("activate", "k") == 2
+        assert world.count("passivate", "k") == 0
+
+
+async def test_inline_crash_is_supervised_like_a_worker_crash() -> None:
+    world = World()
+    async with world.registry(inline=True, max_restarts=1) as reg:
+        await reg.ask("k", Add(3))
+        with pytest.raises(Boom):
+            await reg.ask("k", Crash())
+        assert await reg.ask("k", Get()) == 3  # restarted: state reloaded from the "store"
+        with pytest.raises(Boom):
+            await reg.ask("k", Crash())
+        stats = reg.stats()
+        assert (stats["crashes"], stats["restarts"], stats["stops"]) == (2, 1, 1)
+        assert await reg.ask("k", Get()) == 3  # a later ask activates it afresh

@@ -29,6 +29,8 @@ from .helpers import (
 )
 
 pytestmark = pytest.mark.anyio
+#: About the worker pool itself: not repeated with inline handling (see conftest.py).
+WORKER_POOL_TESTS = True
 
 
 async def test_idle_actor_has_no_task_after_linger() -> None:

@@ -38,9 +38,13 @@ GATE, SHOP, OTHER_GATE, REVOKED = "gate-1", "shop-1", "gate-2", "gate-revoked"
 CARD, POOR_CARD, WITNESS_CARD = "card-1", "card-poor", "card-witness"
 
 
-@pytest.fixture
-async def gw(redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
-    config = GatewayConfig(port=0, redis_url=redis_url, data_dir=tmp_path, heartbeat_s=5)
+@pytest.fixture(params=["keyholder", "local"])
+async def gw(
+    redis_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Gateway]:
+    config = GatewayConfig(
+        port=0, redis_url=redis_url, data_dir=tmp_path, heartbeat_s=5, signer=request.param
+    )
     async with open_gateway(config) as gateway:
         store = gateway.store
         for tid, kind, operator, network in (
@@ -360,3 +364,30 @@ async def test_storage_down_during_hello_is_a_clear_error(redis_url: str, tmp_pa
             assert await closed(ws)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("gw", ["keyholder"], indirect=True)
+async def test_key_holder_death_costs_one_retry_at_most(gw: Gateway) -> None:
+    """Kill the key holder: a tap meanwhile is refused `unavailable` (nothing charged) or, once
+    a new key holder is up, approved; the retry of a refused tap id is approved once."""
+    from gateway.keyholder import KeyholderSigner
+
+    signer = gw.authority.signer
+    assert isinstance(signer, KeyholderSigner) and signer._proc is not None
+    signer._proc.kill()
+    signer._proc.wait()
+    t = await authenticate(gw, GATE)
+    first = await t.tap("k1", CARD)
+    if first["type"] == "error":
+        assert first["code"] == "unavailable"
+        assert await balance(gw, CARD) == 1_000
+        first = await t.tap("k1", CARD, seq=t.seq)
+    assert first["type"] == "auth" and first["result"] == "approved" and verified(gw, first)
+    assert await balance(gw, CARD) == 750
+    assert signer.stats()["restarts"] == 1
+    await witness_taps_fine(gw, "keyholder")
+
+
+def test_config_refuses_an_unknown_signer() -> None:
+    with pytest.raises(ValueError, match="signer"):
+        GatewayConfig(signer="hsm")

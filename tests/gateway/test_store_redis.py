@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from redis.asyncio import Connection
 
 from gateway.redis_server import RedisServer, free_port
-from gateway.redis_store import COMMIT_LUA, PROGRESS_LUA, RedisStore, encode_write
+from gateway.redis_store import (
+    COMMIT_LUA,
+    MAX_QUEUE_WAIT_S,
+    PROGRESS_LUA,
+    RedisStore,
+    encode_write,
+)
 from gateway.store import (
     JOURNAL_MAXLEN_PER_SHARD,
     RECENT_TAPS_PER_TERMINAL,
@@ -306,3 +312,24 @@ def test_hand_encoded_commands_match_redis_py(
     ]
     pack = Connection().pack_command
     assert encode_write(w) == (b"".join(pack(*commit_args)), b"".join(pack(*progress_args)))
+
+
+@pytest.mark.slow
+async def test_write_queued_too_long_is_refused_unsent(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    """A write stuck behind a stalled round trip is refused once it has waited
+    MAX_QUEUE_WAIT_S, without being sent: the tap ends in bounded time and was not applied."""
+    async with RedisStore.connect(redis_url, socket_timeout=MAX_QUEUE_WAIT_S + 0.5) as store:
+        sync_redis.client_pause(int((MAX_QUEUE_WAIT_S + 1.5) * 1000))
+        first = asyncio.create_task(store.commit(write("c-first", tap="a")))
+        await asyncio.sleep(0.05)  # the first batch is in flight; this one queues behind it
+        queued = asyncio.create_task(store.commit(write("c-queued", tap="b")))
+        with anyio.fail_after(MAX_QUEUE_WAIT_S + 3):
+            results = await asyncio.gather(first, queued, return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        assert "not sent within" in str(results[1])
+        assert store.stats.expired == 1
+        await anyio.sleep(1.5)  # pause over
+    shard = zlib.crc32(b"c-queued") % 64
+    assert sync_redis.exists(f"{{cc:s{shard:02d}}}:tap:term-1/b") == 0
