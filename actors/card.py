@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import orjson
 
 from gateway.store import CardWrite, Store
 from policies import CardState, Command, Decision, Outcome, Tariff, decide
+from policies._slots import slot_setters
 
 #: How often a compare-and-set conflict is retried before the tap is refused as `busy`.
 MAX_CAS_RETRIES = 3
@@ -26,7 +27,7 @@ MAX_CAS_RETRIES = 3
 MAX_CACHED_TAPS = 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TapRequest:
     """A validated tap, already turned into a pure-core command by the terminal session."""
 
@@ -39,8 +40,34 @@ class TapRequest:
     command: Command
     now_ms: int
 
+    # Built once per tap: stores through the slots (policies._slots) rather than the frozen
+    # dataclass __init__'s per-field object.__setattr__.
+    def __init__(
+        self,
+        terminal_id: str,
+        operator: str,
+        seq: int,
+        tap_id: str,
+        card: str,
+        tap_hash: str,
+        command: Command,
+        now_ms: int,
+    ) -> None:
+        s = _TAP_REQUEST
+        s[0](self, terminal_id)
+        s[1](self, operator)
+        s[2](self, seq)
+        s[3](self, tap_id)
+        s[4](self, card)
+        s[5](self, tap_hash)
+        s[6](self, command)
+        s[7](self, now_ms)
 
-@dataclass(frozen=True, slots=True)
+
+_TAP_REQUEST: Final = slot_setters(TapRequest)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class TapReply:
     """What goes back to the terminal. `frame` is the signed auth message, ready to send."""
 
@@ -49,6 +76,18 @@ class TapReply:
     decision: Decision | None
     #: set when the tap id was seen before with different content: the terminal gets an error
     reused: bool = False
+
+    def __init__(
+        self, frame: bytes, duplicate: bool, decision: Decision | None, reused: bool = False
+    ) -> None:
+        s = _TAP_REPLY
+        s[0](self, frame)
+        s[1](self, duplicate)
+        s[2](self, decision)
+        s[3](self, reused)
+
+
+_TAP_REPLY: Final = slot_setters(TapReply)
 
 
 class SignAuth(Protocol):
@@ -63,9 +102,12 @@ class SigningUnavailable(Exception):
 
 
 class EventSink(Protocol):
-    """Where decided events go for live subscribers; must never block the tap path."""
+    """Where decided events go for live subscribers; must never block the tap path. The entry
+    is the journal fields plus card, terminal and tap id (merged only if someone listens)."""
 
-    def publish(self, journal: dict[str, str | int]) -> None: ...
+    def publish(
+        self, journal: dict[str, str | int], card: str, terminal: str, tap: str
+    ) -> None: ...
 
 
 class ConflictError(Exception):
@@ -186,9 +228,7 @@ class CardActor:
                 self.version = result.version
                 self._remember(key, record)
                 if self._deps.events is not None:
-                    self._deps.events.publish(
-                        {**entry, "card": self.card, "terminal": req.terminal_id, "tap": req.tap_id}
-                    )
+                    self._deps.events.publish(entry, self.card, req.terminal_id, req.tap_id)
                 return TapReply(frame=frame, duplicate=False, decision=outcome.decision)
             if result.status == "duplicate":
                 assert result.tap_record is not None

@@ -47,8 +47,13 @@ class EventBus:
         if sub in self._subs:
             self._subs.remove(sub)
 
-    def publish(self, entry: dict[str, str | int]) -> None:
+    def publish(self, journal: dict[str, str | int], card: str, terminal: str, tap: str) -> None:
+        """Queue the journal entry of a decided tap, with its card, terminal and tap id, for
+        every subscriber."""
         self.published += 1
+        if not self._subs:
+            return
+        entry = {**journal, "card": card, "terminal": terminal, "tap": tap}
         for sub in self._subs:
             if len(sub.queue) >= SUBSCRIBER_QUEUE:
                 sub.dropped += 1

@@ -199,6 +199,7 @@ class KeyholderSigner:
         self._link: _Link | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._starting: asyncio.Task[_Link] | None = None
+        self._restarting: asyncio.Task[None] | None = None
         self._starts: deque[float] = deque()
         self._closed = False
         self.batches = 0
@@ -227,7 +228,11 @@ class KeyholderSigner:
         self._pending.append((message, fut))
         link = self._link
         if link is None or link.lost:
-            await self._ensure_link()
+            try:
+                await self._ensure_link()
+            except BaseException:
+                fut.cancel()  # refused or abandoned: never signed later
+                raise
         elif not link.waiting:
             self._send_next(link)
         return await fut
@@ -265,8 +270,8 @@ class KeyholderSigner:
         if self._link is link:
             self._link = None
             # Queued signatures wait for the next key holder, started by the next sign().
-            if self._pending and not self._closed:
-                self._loop.create_task(self._restart_soon())
+            if self._pending and not self._closed and self._restarting is None:
+                self._restarting = self._loop.create_task(self._restart_soon())
 
     async def _restart_soon(self) -> None:
         try:
@@ -276,19 +281,29 @@ class KeyholderSigner:
                 _, fut = self._pending.popleft()
                 if not fut.done():
                     fut.set_exception(exc)
+        finally:
+            self._restarting = None
 
     async def _ensure_link(self) -> None:
-        if self._starting is None:
-            self._starting = self._loop.create_task(self._spawn())
+        if self._closed:
+            raise SigningUnavailable("signer is closed")
         starting = self._starting
-        try:
-            link = await asyncio.shield(starting)
-        finally:
-            if starting.done():
-                self._starting = None
+        if starting is None:
+            starting = self._starting = self._loop.create_task(self._spawn())
+            # Cleared when it ends, whoever awaited it (an awaiting sign may be cancelled).
+            starting.add_done_callback(self._spawn_done)
+        link = await asyncio.shield(starting)
         self._send_next(link)
 
+    def _spawn_done(self, task: asyncio.Task[_Link]) -> None:
+        if self._starting is task:
+            self._starting = None
+        if not task.cancelled():
+            task.exception()  # retrieved: awaiting signs got it already
+
     async def _spawn(self) -> _Link:
+        if self._closed:
+            raise SigningUnavailable("signer is closed")
         now = time.monotonic()
         while self._starts and self._starts[0] < now - 60:
             self._starts.popleft()
@@ -312,6 +327,11 @@ class KeyholderSigner:
         except (TimeoutError, SigningUnavailable) as exc:
             link.fail(SigningUnavailable("key holder did not start"))
             raise SigningUnavailable(f"key holder did not start: {exc}") from exc
+        if self._closed:  # closed while this one was starting
+            link.signer = None
+            link.fail(SigningUnavailable("signer closed"))
+            self._stop_process()
+            raise SigningUnavailable("signer is closed")
         return link
 
     def _stop_process(self) -> None:
@@ -327,6 +347,9 @@ class KeyholderSigner:
 
     def close(self) -> None:
         self._closed = True
+        for task in (self._starting, self._restarting):
+            if task is not None:
+                task.cancel()
         link, self._link = self._link, None
         if link is not None:
             link.signer = None

@@ -19,6 +19,8 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
+from policies._slots import slot_setters
+
 # --------------------------------------------------------------------------------------------
 # Constants
 # --------------------------------------------------------------------------------------------
@@ -381,7 +383,7 @@ class Proof:
     sig: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Tap:
     seq: int
     tap_id: str
@@ -390,6 +392,27 @@ class Tap:
     terminal_time: int
     fields: Mapping[str, object]
     """Validated op-specific values (only the fields `OPS[op]` names and the frame carried)."""
+
+    # Decoded once per tap: stores through the slots (policies._slots).
+    def __init__(
+        self,
+        seq: int,
+        tap_id: str,
+        card: str,
+        op: str,
+        terminal_time: int,
+        fields: Mapping[str, object],
+    ) -> None:
+        s = _TAP
+        s[0](self, seq)
+        s[1](self, tap_id)
+        s[2](self, card)
+        s[3](self, op)
+        s[4](self, terminal_time)
+        s[5](self, fields)
+
+
+_TAP: Final = slot_setters(Tap)
 
 
 @dataclass(frozen=True, slots=True)

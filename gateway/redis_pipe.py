@@ -174,6 +174,7 @@ class RedisPipe:
     async def _open(self) -> _RespProtocol:
         loop = asyncio.get_running_loop()
         ep = self._endpoint
+        proto: _RespProtocol | None = None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 if ep.path is not None:
@@ -188,10 +189,13 @@ class RedisPipe:
                 if setup:
                     for reply in await self._send(proto, setup):
                         if isinstance(reply, hiredis.ReplyError):
-                            proto.fail(PipeError(f"connection setup refused: {reply}"))
                             raise PipeError(f"connection setup refused: {reply}")
-        except (OSError, TimeoutError) as exc:
-            raise PipeError(f"cannot connect to Redis: {type(exc).__name__}: {exc}") from exc
+        except BaseException as exc:
+            if proto is not None:  # never leave a half-set-up connection open
+                proto.fail(PipeError("connection setup failed"))
+            if isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, PipeError):
+                raise PipeError(f"cannot connect to Redis: {type(exc).__name__}: {exc}") from exc
+            raise
         return proto
 
     @staticmethod

@@ -14,7 +14,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
+
+from policies._slots import slot_setters
 
 #: Shards of the card keyspace. Part of the on-disk layout: never change it.
 NUM_SHARDS = 64
@@ -49,7 +51,7 @@ class CardRecord:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CardWrite:
     """One tap's outcome, written atomically with a compare-and-set on the card's version.
 
@@ -70,15 +72,40 @@ class CardWrite:
     seq: int
     tap_hash: str
 
-    def __post_init__(self) -> None:
-        if len(self.journal) > MAX_JOURNAL_FIELDS:
-            raise ValueError(f"{len(self.journal)} journal fields, at most {MAX_JOURNAL_FIELDS}")
-        if not RESERVED_JOURNAL_FIELDS.isdisjoint(self.journal):
-            clash = sorted(RESERVED_JOURNAL_FIELDS.intersection(self.journal))
+    # Built once per tap: stores through the slots (policies._slots), checks the journal.
+    def __init__(
+        self,
+        card: str,
+        expected_version: int,
+        new_state: bytes | None,
+        terminal_id: str,
+        tap_id: str,
+        tap_record: bytes,
+        journal: Mapping[str, str | int],
+        seq: int,
+        tap_hash: str,
+    ) -> None:
+        if len(journal) > MAX_JOURNAL_FIELDS:
+            raise ValueError(f"{len(journal)} journal fields, at most {MAX_JOURNAL_FIELDS}")
+        if not RESERVED_JOURNAL_FIELDS.isdisjoint(journal):
+            clash = sorted(RESERVED_JOURNAL_FIELDS.intersection(journal))
             raise ValueError(f"journal fields {clash} are reserved for the store")
+        s = _CARD_WRITE
+        s[0](self, card)
+        s[1](self, expected_version)
+        s[2](self, new_state)
+        s[3](self, terminal_id)
+        s[4](self, tap_id)
+        s[5](self, tap_record)
+        s[6](self, journal)
+        s[7](self, seq)
+        s[8](self, tap_hash)
 
 
-@dataclass(frozen=True, slots=True)
+_CARD_WRITE: Final = slot_setters(CardWrite)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class CommitResult:
     """`ok`: written, `version` is the card's version now (unchanged for a decline).
     `duplicate`: the tap was already recorded, nothing written, `tap_record` is the stored one,
@@ -88,6 +115,17 @@ class CommitResult:
     status: CommitStatus
     version: int
     tap_record: bytes | None = None
+
+    def __init__(
+        self, status: CommitStatus, version: int, tap_record: bytes | None = None
+    ) -> None:
+        s = _COMMIT_RESULT
+        s[0](self, status)
+        s[1](self, version)
+        s[2](self, tap_record)
+
+
+_COMMIT_RESULT: Final = slot_setters(CommitResult)
 
 
 @dataclass(frozen=True, slots=True)

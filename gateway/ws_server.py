@@ -66,6 +66,8 @@ class WsConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
+        # Set once the connection is failing or closing: later messages are not handed over.
+        self._discarding = False
         self._lost = False
         self._closed = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -134,6 +136,8 @@ class WsConnection(asyncio.Protocol):
             self._task = self._loop.create_task(self._server.run_handler(self))
 
     def _on_frame(self, frame: Frame) -> None:
+        if self._discarding:
+            return
         opcode = frame.opcode
         # The parser hands out bytes; the wider type is for frames being sent.
         data = cast(bytes, frame.data)
@@ -157,6 +161,7 @@ class WsConnection(asyncio.Protocol):
             try:
                 message = data.decode()
             except UnicodeDecodeError as exc:
+                self._discard_from_now()
                 self._proto.fail(1007, f"{exc.reason} at position {exc.start}")
                 self._flush()
                 self._wake()
@@ -172,6 +177,14 @@ class WsConnection(asyncio.Protocol):
         self._wake()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _discard_from_now(self) -> None:
+        """No more messages for the handler; keep reading so the peer's close gets through."""
+        self._discarding = True
+        if self._reading_paused:
+            self._reading_paused = False
+            if self._transport is not None and not self._lost:
+                self._transport.resume_reading()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -254,6 +267,7 @@ class WsConnection(asyncio.Protocol):
         is not done within CLOSE_TIMEOUT_S; a connection still in its opening handshake is
         dropped at once."""
         if self._proto.state is State.OPEN and not self._lost:
+            self._discard_from_now()
             self._proto.send_close(code, reason)
             self._flush()
             self._set_timer(CLOSE_TIMEOUT_S)

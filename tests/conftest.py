@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server for the whole session, flushed per test."""
+"""Shared fixtures: a real redis-server for the whole session, flushed per test; the
+hypothesis profile."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from gateway.redis_server import RedisServer
+
+# Property tests count examples, not milliseconds: a loaded CI machine (or a benchmark running
+# beside the suite) must not turn a slow example into a failure.
+settings.register_profile("citycard", deadline=None)
+settings.load_profile("citycard")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import anyio
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from websockets.frames import Frame, Opcode
 
 from gateway import ws_server
 from gateway.ws_server import WsConnection, WsServer
@@ -62,6 +63,12 @@ async def wait_closed(ws: ClientConnection) -> None:
     with pytest.raises(ConnectionClosed):
         while True:
             await ws.recv()
+
+
+async def wait_until(cond: Callable[[], object], interval: float = 0.01) -> None:
+    """Poll until `cond()` holds (bound the wait with the caller's `fail_after`)."""
+    while not cond():  # noqa: ASYNC110 - polls state nothing signals
+        await asyncio.sleep(interval)
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -203,8 +210,7 @@ async def test_handler_returning_closes_with_1000() -> None:
             with pytest.raises(ConnectionClosedOK):
                 await ws.recv()
             assert ws.close_code == 1000
-            while server.connections:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: not server.connections)
 
 
 async def test_handler_raising_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
@@ -235,8 +241,7 @@ async def test_close_with_code_and_reason() -> None:
             with pytest.raises(ConnectionClosedError):
                 await ws.recv()
             assert (ws.close_code, ws.close_reason) == (1008, "x")
-            while not closed_after:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: closed_after)
     assert closed_after == [False]
 
 
@@ -257,8 +262,7 @@ async def test_send_after_close_raises_connection_closed() -> None:
     with anyio.fail_after(2):
         async with serving(handler) as (_, _, port), client(port) as ws:
             await wait_closed(ws)
-            while len(outcome) < 2:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: len(outcome) >= 2)
     assert outcome == ["closed", "closed"]
 
 
@@ -279,8 +283,7 @@ async def test_abort_drops_the_tcp_connection() -> None:
             # No close frame was received: an abnormal closure.
             assert exc_info.value.rcvd is None
             assert ws.close_code == 1006
-            while server.connections:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: not server.connections)
 
 
 async def test_abort_seen_on_a_raw_socket() -> None:
@@ -314,8 +317,7 @@ async def test_client_close_ends_the_handler() -> None:
                 await ws.send("hi")
             assert ws.close_code == 1000
             await ended.wait()
-            while server.connections:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: not server.connections)
 
 
 async def test_leaving_serve_closes_with_1001_and_cancels_stuck_handlers(
@@ -347,8 +349,7 @@ async def test_leaving_serve_closes_with_1001_and_cancels_stuck_handlers(
             await stuck_ws.send("stuck")
             await reading_ws.send("read")
             assert await reading_ws.recv() == "reading"
-            while started < 2:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: started >= 2)
         # serve() has been left
         assert time.monotonic() - timing[0] < 1.5
         for ws in (stuck_ws, reading_ws):
@@ -410,8 +411,7 @@ async def test_plain_http_request_gets_an_error_response_and_is_closed() -> None
             status_line = response.split(b"\r\n", 1)[0]
             assert status_line.startswith(b"HTTP/1.1 4"), response
             writer.close()
-            while server.connections:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: not server.connections)
     assert handled == []
 
 
@@ -422,8 +422,7 @@ async def test_garbage_instead_of_http_is_closed() -> None:
             writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64) + b"\r\n\r\n")
             assert not (await reader.read()).startswith(b"HTTP/1.1 101")
             writer.close()
-            while server.connections:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: not server.connections)
 
 
 async def test_unmasked_client_frame_is_a_protocol_error() -> None:
@@ -462,8 +461,70 @@ async def test_client_vanishing_mid_message_ends_the_handler() -> None:
             await writer.drain()
             writer.transport.abort()
             await ended.wait()
-            while server.connections:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: not server.connections)
+
+
+async def test_nothing_is_delivered_after_invalid_utf8() -> None:
+    received: list[str | bytes] = []
+
+    async def handler(conn: WsConnection) -> None:
+        async for msg in conn:
+            received.append(msg)
+
+    with anyio.fail_after(2):
+        async with serving(handler) as (server, host, port):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(_handshake(host, port))
+            await reader.readuntil(b"\r\n\r\n")
+            # One write, so both frames arrive in one data_received call.
+            writer.write(
+                Frame(Opcode.TEXT, b"before").serialize(mask=True)
+                + Frame(Opcode.TEXT, b"\xff").serialize(mask=True)
+                + Frame(Opcode.TEXT, b"after").serialize(mask=True)
+            )
+            rest = await reader.read()
+            assert rest[:1] == b"\x88" and int.from_bytes(rest[2:4], "big") == 1007
+            writer.close()
+            await wait_until(lambda: not server.connections)
+    # The connection failed at the invalid frame: what came after it is not processed.
+    assert received == ["before"]
+
+
+async def test_open_timeout_drops_a_silent_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ws_server, "OPEN_TIMEOUT_S", 0.2)
+    with anyio.fail_after(2):
+        async with serving(echo) as (server, host, port):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET / HTTP/1.1\r\n")  # and never the rest
+            t0 = time.monotonic()
+            assert await reader.read() == b""
+            assert time.monotonic() - t0 < 1
+            writer.close()
+            await wait_until(lambda: not server.connections)
+
+
+async def test_close_timeout_drops_a_client_that_never_answers_the_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ws_server, "CLOSE_TIMEOUT_S", 0.2)
+    waited: list[float] = []
+
+    async def handler(conn: WsConnection) -> None:
+        t0 = time.monotonic()
+        await conn.close(1000, "bye")
+        waited.append(time.monotonic() - t0)
+
+    with anyio.fail_after(2):
+        async with serving(handler) as (_, host, port):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(_handshake(host, port))
+            await reader.readuntil(b"\r\n\r\n")
+            # A close frame arrives, no close frame is sent back: the server drops TCP.
+            rest = await reader.read()
+            assert rest[:1] == b"\x88" and rest[4:] == b"bye"
+            writer.close()
+            await wait_until(lambda: waited)
+    assert 0.15 < waited[0] < 1
 
 
 # -- flow control -----------------------------------------------------------------------------
@@ -495,9 +556,10 @@ async def test_backpressure_delivers_everything_in_order() -> None:
 
 
 async def test_backpressure_bounds_the_inbox() -> None:
-    """While the handler does not read, the server stops reading: the inbox stays small even
-    though the client keeps writing (its data waits in the socket buffers)."""
-    inbox_sizes: list[int] = []
+    """While the handler does not read, the server stops reading: the inbox stays near
+    max_queue although the client keeps writing (its data waits in the socket buffers)."""
+    n, size, max_queue = 40, 100_000, 4
+    observed: list[tuple[int, bool]] = []
     may_read = asyncio.Event()
     conns: list[WsConnection] = []
 
@@ -505,21 +567,54 @@ async def test_backpressure_bounds_the_inbox() -> None:
         conns.append(conn)
         await may_read.wait()
         count = 0
-        async for _ in conn:
+        async for msg in conn:
+            assert msg == f"{count:03d}".encode() + bytes(size - 3)
             count += 1
-            if count == 500:
+            if count == n:
                 await conn.send(b"done")
 
+    async def send_all(ws: ClientConnection) -> None:
+        for i in range(n):  # 4 MB: more than the socket buffers hold, so this blocks a while
+            await ws.send(f"{i:03d}".encode() + bytes(size - 3))
+
     with anyio.fail_after(2):
-        async with serving(handler, max_queue=4) as (_, _, port), client(port) as ws:
-            for i in range(500):
-                await ws.send(f"{i}")
+        async with (
+            serving(handler, max_size=size, max_queue=max_queue) as (_, _, port),
+            client(port) as ws,
+        ):
+            sender = asyncio.create_task(send_all(ws))
             await asyncio.sleep(0.2)
-            inbox_sizes.append(len(conns[0]._inbox))
+            observed.append((len(conns[0]._inbox), conns[0]._reading_paused))
             may_read.set()
             assert await ws.recv() == "done"
-    # Reading pauses once 4 are waiting; the data of one read may add a few more.
-    assert inbox_sizes[0] < 500
+            await sender
+    # One read (at most 256 KiB) may complete a few messages past max_queue.
+    inbox, paused = observed[0]
+    assert paused
+    assert max_queue <= inbox <= max_queue + 3
+
+
+async def test_close_completes_while_reading_is_paused() -> None:
+    outcome: list[str] = []
+
+    async def handler(conn: WsConnection) -> None:
+        await asyncio.sleep(0.2)  # the client fills the inbox meanwhile: reading pauses
+        outcome.append(f"paused={conn._reading_paused}")
+        with anyio.move_on_after(1):
+            await conn.close(1008, "x")
+            outcome.append("closed")
+        outcome.append("done")
+
+    with anyio.fail_after(2):
+        async with serving(handler, max_queue=2) as (_, _, port):
+            ws = await client(port)
+            for i in range(50):
+                await ws.send(str(i))
+            await wait_until(lambda: "done" in outcome)
+        await wait_closed(ws)
+        assert (ws.close_code, ws.close_reason) == (1008, "x")
+    # The client answered the close frame at once: the handshake should complete at once.
+    assert outcome == ["paused=True", "closed", "done"]
 
 
 async def test_server_send_waits_for_slow_reader() -> None:
@@ -537,9 +632,10 @@ async def test_server_send_waits_for_slow_reader() -> None:
             pass
 
     with anyio.fail_after(2):
-        async with serving(handler, max_size=1 << 20) as (_, _, port), client(
-            port, max_size=1 << 20, max_queue=1
-        ) as ws:
+        async with (
+            serving(handler, max_size=1 << 20) as (_, _, port),
+            client(port, max_size=1 << 20, max_queue=1) as ws,
+        ):
             await asyncio.sleep(0.2)
             assert not sent.is_set()  # 16 MiB cannot all be buffered
             for i in range(n):
