@@ -10,8 +10,9 @@ length-prefixed batches, answered in order:
 
 Every message must be an authorisation's canonical bytes (`gateway.protocol.auth_bytes`: it
 starts with the AUTH domain line); anything else ends the key holder, so the key cannot be made
-to sign something of another kind. Signing is grouped like the store's commits: while a batch is
-being signed, new messages queue, and go out together when its reply comes back.
+to sign something of another kind. Signing is grouped like the store's commits: what
+is asked in one event-loop iteration goes out as one batch, and while a batch is being signed new
+messages queue and go out together when its reply comes back.
 
 If the key holder dies, waiting signatures fail with `SigningUnavailable` (the terminal is told
 `unavailable` and retries the same tap id) and the next signature starts a new one, at most
@@ -200,6 +201,7 @@ class KeyholderSigner:
         self._proc: subprocess.Popen[bytes] | None = None
         self._starting: asyncio.Task[_Link] | None = None
         self._restarting: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
         self._starts: deque[float] = deque()
         self._closed = False
         self.batches = 0
@@ -233,9 +235,15 @@ class KeyholderSigner:
             except BaseException:
                 fut.cancel()  # refused or abandoned: never signed later
                 raise
-        elif not link.waiting:
-            self._send_next(link)
+        elif not link.waiting and not self._flush_scheduled:
+            # Send at the end of this loop iteration: every tap decided in it shares the batch.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush, link)
         return await fut
+
+    def _flush(self, link: _Link) -> None:
+        self._flush_scheduled = False
+        self._send_next(link)
 
     def stats(self) -> dict[str, int]:
         return {
