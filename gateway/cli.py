@@ -53,6 +53,13 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
         help="durability of the embedded Redis (default everysec)",
     )
     p.add_argument("--tariff", type=Path, default=None, help="tariff JSON file")
+    p.add_argument(
+        "--signer",
+        choices=("keyholder", "local"),
+        default="keyholder",
+        help="where authorisations are signed: a key holder child process that alone holds the "
+        "key (default), or this process",
+    )
 
 
 def _config(args: argparse.Namespace) -> GatewayConfig:
@@ -64,6 +71,7 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         appendfsync=args.appendfsync,
         tariff_path=args.tariff,
         stats_interval_s=getattr(args, "stats_interval", 60.0),
+        signer=args.signer,
     )
 
 

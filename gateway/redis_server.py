@@ -77,6 +77,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+#: Longest Unix socket path the kernel accepts (sun_path is 108 bytes with the terminating NUL).
+_MAX_UNIX_PATH = 107
+
+
 @dataclass
 class RedisServer:
     """A redis-server child process listening on 127.0.0.1:port with its data in `data_dir`."""
@@ -90,6 +94,18 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir.resolve() / "redis.sock"
+
+    @property
+    def local_url(self) -> str:
+        """The Unix-socket URL when the server listens on one (cheaper per round trip than TCP
+        on the same host), else `url`."""
+        if len(str(self.socket_path)) <= _MAX_UNIX_PATH:
+            return f"unix://{self.socket_path}?db=0"
+        return self.url
 
     def start(self) -> RedisServer:
         if self.appendfsync not in ("always", "everysec", "no"):
@@ -128,6 +144,9 @@ class RedisServer:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
+        if len(str(self.socket_path)) <= _MAX_UNIX_PATH:
+            # Also a Unix socket, private to this user: what the gateway on this host uses.
+            args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         self._proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

@@ -192,6 +192,9 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             embedded.start()
             stack.callback(embedded.stop)
             redis_url = embedded.url
+            store_url = embedded.local_url
+        else:
+            store_url = redis_url
         key_path = config.data_dir / "keys" / "gateway.key"
         key = load_or_create_signing_key(key_path)
         signer: AuthSigner
@@ -203,7 +206,7 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
         del key
         tariff = TariffHolder(load_tariff(config.tariff_path), config.tariff_path)
         authority = GatewayAuthority(signer, lambda: tariff.current.currency)
-        store = await stack.enter_async_context(RedisStore.connect(redis_url))
+        store = await stack.enter_async_context(RedisStore.connect(store_url))
         await anyio.to_thread.run_sync(
             publish_gateway_key, redis_url, signer.key_id, signer.public_key_hex
         )

@@ -169,7 +169,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         try:
             anyio.run(provision_fleet, redis.url, conns, args.cards, 1)
             port = free_port()
-            gw = start_gateway_process(port, redis.url, Path(tmp))
+            gw = start_gateway_process(port, redis.local_url, Path(tmp))
             keys = gateway_keys(redis.url)
             fleet = make_fleet(conns, 1)
             make_cards(args.cards, 1)

@@ -26,3 +26,28 @@ def test_stale_server_on_the_same_folder_is_stopped_first(tmp_path: Path) -> Non
         client.close()
     finally:
         second.stop()
+
+
+def test_local_url_is_a_private_unix_socket_to_the_same_data(tmp_path: Path) -> None:
+    with RedisServer(data_dir=tmp_path / "r") as server:
+        assert server.local_url.startswith("unix://")
+        assert (server.socket_path.stat().st_mode & 0o777) == 0o700
+        over_tcp = redis.Redis.from_url(server.url)
+        over_unix = redis.Redis.from_url(server.local_url)
+        try:
+            over_tcp.set("k", "v")
+            assert over_unix.get("k") == b"v"
+        finally:
+            over_tcp.close()
+            over_unix.close()
+
+
+def test_too_long_a_socket_path_falls_back_to_tcp(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 100)
+    with RedisServer(data_dir=deep) as server:
+        assert server.local_url == server.url
+        client = redis.Redis.from_url(server.local_url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
