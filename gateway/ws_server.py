@@ -31,6 +31,11 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C speedups
+    from websockets.utils import apply_mask
+
 log = logging.getLogger(__name__)
 
 #: Seconds a client has to complete the opening handshake.
@@ -59,6 +64,10 @@ class WsConnection(asyncio.Protocol):
         self._loop = server.loop
         self._proto = ServerProtocol(max_size=server.max_size, logger=log)
         self._transport: asyncio.Transport | None = None
+        # The fast receive path needs the protocol's reader buffer (a websockets internal);
+        # without it every byte goes through the protocol.
+        reader = getattr(self._proto, "reader", None)
+        self._fast = isinstance(getattr(reader, "buffer", None), bytearray)
         self._inbox: deque[str | bytes] = deque()
         self._fragments: list[bytes] = []
         self._fragmented_text = False
@@ -83,15 +92,18 @@ class WsConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         proto = self._proto
-        proto.receive_data(data)
-        events = proto.events_received()
-        self._flush()
-        for event in events:
-            if type(event) is Frame:
-                self._on_frame(event)
-            elif isinstance(event, Request):
-                self._on_request(event)
-        if proto.close_expected() and self._timer is None:
+        if self._fast:
+            data = self._receive_whole_frames(data)
+        if data:
+            proto.receive_data(data)
+            events = proto.events_received()
+            self._flush()
+            for event in events:
+                if type(event) is Frame:
+                    self._on_frame(event)
+                elif isinstance(event, Request):
+                    self._on_request(event)
+        if self._timer is None and proto.close_expected():
             self._set_timer(CLOSE_TIMEOUT_S)
 
     def eof_received(self) -> bool | None:
@@ -121,6 +133,48 @@ class WsConnection(asyncio.Protocol):
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_result(None)
+
+    def _receive_whole_frames(self, data: bytes) -> bytes:
+        """The fast path: deliver the complete, unfragmented, masked text or binary frames at
+        the start of `data` ourselves, and return the rest (from the first frame that is
+        anything else, or incomplete) for the Sans-I/O protocol, which handles and validates
+        every other case. Taken only while the protocol holds no partial data and expects no
+        continuation, so the rest always starts on a frame boundary for it."""
+        proto = self._proto
+        if (
+            proto.state is not State.OPEN
+            or self._discarding
+            or self._fragments
+            or proto.current_size is not None
+            or proto.reader.buffer
+        ):
+            return data
+        pos, end = 0, len(data)
+        max_size = self._server.max_size
+        while end - pos >= 6:
+            b0 = data[pos]
+            if b0 != 0x81 and b0 != 0x82:  # FIN + text / binary, no RSV bits
+                break
+            length = data[pos + 1] ^ 0x80  # the mask bit must be set
+            head = pos + 2
+            if length >= 126:
+                if length != 126 or end - pos < 8:
+                    break
+                length = int.from_bytes(data[head : head + 2], "big")
+                if length < 126:  # not the minimal encoding: the protocol refuses it
+                    break
+                head += 2
+            if length > max_size:
+                break
+            stop = head + 4 + length
+            if stop > end:
+                break
+            payload = apply_mask(data[head + 4 : stop], data[head : head + 4])
+            pos = stop
+            self._deliver(payload, b0 == 0x81)
+            if self._discarding:  # invalid UTF-8: the protocol failed the connection
+                return b""
+        return data[pos:] if pos else data
 
     # -- protocol events ---------------------------------------------------------------------
 
@@ -254,8 +308,17 @@ class WsConnection(asyncio.Protocol):
         read. `ConnectionClosed` if the connection is no longer open."""
         if self._lost or self._proto.state is not State.OPEN:
             raise ConnectionClosed()
-        self._proto.send_text(message)
-        self._flush()
+        n = len(message)
+        transport = self._transport
+        if n < 126 and transport is not None:
+            # A complete text frame, server to client (unmasked): framed here, as the protocol
+            # would, without its per-frame objects.
+            transport.write(bytes((0x81, n)) + message)
+        elif n < 65536 and transport is not None:
+            transport.write(b"\x81\x7e" + n.to_bytes(2, "big") + message)
+        else:
+            self._proto.send_text(message)
+            self._flush()
         if self._writing_paused:
             drain = self._drain
             if drain is None or drain.done():

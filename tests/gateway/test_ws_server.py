@@ -4,6 +4,8 @@ for bytes no websocket client would send) against `WsServer` / `WsConnection`.""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -660,3 +662,42 @@ async def test_many_concurrent_connections() -> None:
 async def test_max_queue_must_be_positive() -> None:
     with pytest.raises(ValueError):
         WsServer(echo, max_size=10, max_queue=0)
+
+
+async def test_many_frames_in_one_segment_and_control_frames_between_them() -> None:
+    """Whole frames are delivered by the fast path; a ping among them goes to the protocol
+    (answered), and the frames after it still arrive, in order."""
+    got: list[str | bytes] = []
+    done = asyncio.Event()
+
+    async def handler(conn: WsConnection) -> None:
+        async for msg in conn:
+            got.append(msg)
+            if len(got) == 201:
+                done.set()
+
+    def frame(opcode: Opcode, data: bytes) -> bytes:
+        return Frame(opcode, data).serialize(mask=True, extensions=[])
+
+    async with WsServer.serve(handler, "127.0.0.1", 0, max_size=65536, max_queue=512) as server:
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        burst = [frame(Opcode.TEXT, f"m{i}".encode()) for i in range(100)]
+        burst.append(frame(Opcode.PING, b"hi"))
+        burst.append(frame(Opcode.BINARY, b"\x00\x01"))
+        burst += [frame(Opcode.TEXT, ("x" * 300 + str(i)).encode()) for i in range(100)]
+        writer.write(b"".join(burst))
+        with anyio.fail_after(5):
+            await done.wait()
+            pong = await reader.readexactly(4)
+        assert pong == b"\x8a\x02hi"
+        assert got[:100] == [f"m{i}" for i in range(100)]
+        assert got[100] == b"\x00\x01"
+        assert got[101:] == ["x" * 300 + str(i) for i in range(100)]
+        writer.close()
