@@ -37,15 +37,16 @@ An :class:`ActorRegistry` holds *virtual actors*: one per key, activated on the 
   passivated by its worker once its mailbox is empty. A message that arrives for an actor being
   passivated is never lost: if ``on_passivate`` has not started yet the passivation is aborted,
   otherwise the message waits for it and a fresh instance is then activated to handle it.
-* **Inline handling** (``inline=True``) — an ask that finds its actor idle and activated runs
-  ``handle`` in the asker's own task instead of handing the message to a worker: no mailbox,
-  no event, no task switch. The actor is marked busy meanwhile, so other asks for it queue in
-  its mailbox as usual and a worker serves them (and any passivation) once the inline
-  ``handle`` returns; one message at a time still holds. The price: an inline ``handle`` runs
-  in the asker's context and is not bounded by the ask's ``timeout`` (the handler must bound
-  its own waits), and if the asker is cancelled during it the instance is dropped without
-  ``on_passivate`` (its state may be half-updated) and a fresh one is activated next time.
-  Crashes count and restart exactly as for a worker.
+* **Inline handling** (``inline=True``) — an ask that finds its actor idle, or not resident at
+  all, runs ``on_activate`` (if needed) and ``handle`` in the asker's own task instead of handing
+  the message to a worker: no mailbox, no event, no task switch. The actor is marked busy
+  meanwhile, so other asks for it queue in its mailbox as usual and a worker serves them (and
+  any passivation) once the inline ``handle`` returns; one message at a time still holds. The
+  price: an inline ``handle`` runs in the asker's context and is not bounded by the ask's
+  ``timeout`` (the handler must bound its own waits), the registry's shutdown cannot cancel it
+  (its asker's scope can), and if the asker is cancelled during it the instance is dropped
+  without ``on_passivate`` (its state may be half-updated) and a fresh one is activated next
+  time. Crashes and activation failures count and restart exactly as for a worker.
 * **Timeouts** — ``ask(..., timeout=)`` raises the builtin :class:`TimeoutError`. One timer task
   serves all deadlines (a cancel scope per ask would cost more than the rest of ``ask``), so a
   timeout fires up to 5 ms late. A timed-out message not yet started is skipped; one already
@@ -414,9 +415,12 @@ class ActorRegistry(Generic[K, M, R]):
         slot = self._active.get(key)
         if slot is None:
             if self._inline:
-                actor = self._idle.get(key)
-                if actor is not None:
-                    return await self._handle_inline(key, actor, msg)
+                if key in self._idle:
+                    actor = self._idle[key]
+                    if actor is not None:
+                        return await self._handle_inline(key, actor, msg)
+                elif key not in self._doomed:
+                    return await self._activate_inline(key, msg)
             slot = self._start(key)
         else:
             if len(slot.mailbox) >= self._mailbox_size:
@@ -469,6 +473,38 @@ class ActorRegistry(Generic[K, M, R]):
         if self._crash_log:
             slot.crash_times = self._crash_log.pop(key, None)
         self._active[key] = slot
+        return await self._run_inline(slot, actor, msg)
+
+    async def _activate_inline(self, key: K, msg: M) -> R:
+        """Build and activate a new actor in the asker's task, then handle ``msg`` there."""
+        self._admit()
+        slot: _Slot[K, M, R] = _Slot(key, None)
+        if self._crash_log:
+            slot.crash_times = self._crash_log.pop(key, None)
+        self._active[key] = slot
+        try:
+            actor = self._factory(key)
+            await actor.on_activate()
+        except Exception as exc:
+            self._n_activation_failures += 1
+            _log.warning("%s: activation of %r failed", self.name, key, exc_info=True)
+            self._remove(slot)
+            text = f"{self.name}: activation of {key!r} failed"
+            while slot.mailbox:
+                self._fail(slot.mailbox.popleft(), _unavailable(text, exc))
+            raise _unavailable(text, exc) from exc
+        except BaseException:
+            # Cancelled while activating: nothing is active; a worker serves what queued.
+            if slot.mailbox:
+                self._schedule(slot)
+            else:
+                self._remove(slot)
+            raise
+        slot.actor = actor
+        self._n_activations += 1
+        return await self._run_inline(slot, actor, msg)
+
+    async def _run_inline(self, slot: _Slot[K, M, R], actor: Actor[M, R], msg: M) -> R:
         self._n_messages += 1
         try:
             result = await actor.handle(msg)

@@ -51,6 +51,10 @@ MAX_MESSAGE_BYTES: Final = 4096
 MAX_RESTARTS_PER_MIN: Final = 10
 #: Seconds to wait for a new key holder to answer its first batch.
 START_TIMEOUT_S: Final = 10.0
+#: Seconds a batch may take to come back signed; then the key holder is taken as hung: its
+#: waiting signatures fail with SigningUnavailable and it is replaced. Taps are decided in their
+#: terminal's task (inline card actors), so every wait on their path has its own bound.
+SIGN_TIMEOUT_S: Final = 2.0
 
 _AUTH_PREFIX: Final = (AUTH_DOMAIN + "\n").encode("ascii")
 
@@ -119,8 +123,20 @@ class _Link(asyncio.Protocol):
         self.waiting: deque[list[asyncio.Future[bytes]]] = deque()
         self._buf = bytearray()
         self.lost = False
-        self.on_idle: asyncio.Handle | None = None
         self.signer: KeyholderSigner | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def send(self, futures: list[asyncio.Future[bytes]], request: bytes) -> None:
+        """Write one batch; its reply must come within SIGN_TIMEOUT_S."""
+        assert self.transport is not None
+        self.waiting.append(futures)
+        self.transport.write(request)
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(SIGN_TIMEOUT_S, self._hung)
+
+    def _hung(self) -> None:
+        self._deadline = None
+        self.fail(SigningUnavailable(f"key holder did not answer within {SIGN_TIMEOUT_S} s"))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -138,6 +154,13 @@ class _Link(asyncio.Protocol):
                 self.fail(SigningUnavailable("key holder sent a reply nobody asked for"))
                 return
             futures = self.waiting.popleft()
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+                if self.waiting:
+                    self._deadline = asyncio.get_running_loop().call_later(
+                        SIGN_TIMEOUT_S, self._hung
+                    )
             if len(sigs) != SIGNATURE_BYTES * len(futures):
                 self.fail(SigningUnavailable("key holder reply has the wrong length"))
                 for fut in futures:
@@ -155,6 +178,9 @@ class _Link(asyncio.Protocol):
 
     def fail(self, err: SigningUnavailable) -> None:
         self.lost = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         while self.waiting:
             for fut in self.waiting.popleft():
                 if not fut.done():
@@ -269,8 +295,7 @@ class KeyholderSigner:
         if not futures:
             return
         body = b"".join(parts)
-        link.waiting.append(futures)
-        link.transport.write(len(body).to_bytes(4, "big") + body)
+        link.send(futures, len(body).to_bytes(4, "big") + body)
         self.batches += 1
         self.signed += len(futures)
 
@@ -327,9 +352,7 @@ class KeyholderSigner:
         # Prove it works before tapping through it: sign one authorisation-shaped message.
         probe: asyncio.Future[bytes] = self._loop.create_future()
         payload = len(_AUTH_PREFIX).to_bytes(2, "big") + _AUTH_PREFIX
-        link.waiting.append([probe])
-        assert link.transport is not None
-        link.transport.write(len(payload).to_bytes(4, "big") + payload)
+        link.send([probe], len(payload).to_bytes(4, "big") + payload)
         try:
             await asyncio.wait_for(probe, START_TIMEOUT_S)
         except (TimeoutError, SigningUnavailable) as exc:
@@ -346,12 +369,10 @@ class KeyholderSigner:
         proc = self._proc
         self._proc = None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            # SIGKILL, not SIGTERM: it holds nothing to flush, and a hung or stopped one would
+            # make a polite wait block the event loop.
+            proc.kill()
+            proc.wait()
 
     def close(self) -> None:
         self._closed = True

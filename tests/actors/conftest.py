@@ -22,9 +22,13 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every semantic runtime test runs twice: workers only, and with inline handling of idle
-    actors (modules about the worker pool itself set WORKER_POOL_TESTS = True)."""
+    actors (modules about the worker pool itself set WORKER_POOL_TESTS = True; a test about what
+inline handling documents as different is marked `workers_only`)."""
     if "inline_mode" in metafunc.fixturenames:
-        modes = [False] if getattr(metafunc.module, "WORKER_POOL_TESTS", False) else [False, True]
+        workers_only = getattr(metafunc.module, "WORKER_POOL_TESTS", False) or (
+            metafunc.definition.get_closest_marker("workers_only") is not None
+        )
+        modes = [False] if workers_only else [False, True]
         metafunc.parametrize(
             "inline_mode", modes, ids=["inline" if m else "workers" for m in modes], indirect=True
         )

@@ -170,6 +170,8 @@ async def test_short_timeout_fires_while_a_longer_one_is_pending() -> None:
     assert world.store["k"] == 1
 
 
+# Inline, the handler runs in the asker's task and the ask's timeout does not bound it.
+@pytest.mark.workers_only
 async def test_timed_out_message_already_started_still_completes() -> None:
     world = World()
     entered, gate = anyio.Event(), anyio.Event()
@@ -457,6 +459,8 @@ async def test_shutdown_under_outer_cancellation_still_passivates() -> None:
     assert world.count("passivate") == 2
 
 
+# Inline, a stuck handler runs in its asker's task: the registry's shutdown cannot cancel it.
+@pytest.mark.workers_only
 async def test_shutdown_timeout_cancels_stuck_handler_and_fails_its_askers() -> None:
     world = World()
     entered, never = anyio.Event(), anyio.Event()

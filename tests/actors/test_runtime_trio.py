@@ -88,6 +88,7 @@ async def test_timeout_precision_with_mock_clock(autojump_clock: trio.testing.Mo
     assert reg.stats()["abandoned"] == 3
 
 
+@pytest.mark.workers_only  # about the worker pool
 @pytest.mark.trio
 async def test_worker_linger_with_mock_clock(autojump_clock: trio.testing.MockClock) -> None:
     world = World()

@@ -492,3 +492,28 @@ def test_nacl_reference_agrees(reference: GatewaySigner) -> None:
         reference.sign_bytes(msg)
         == nacl.signing.SigningKey(bytes(reference.signing_key)).sign(msg).signature
     )
+
+
+async def test_hung_key_holder_is_replaced_after_the_sign_timeout(
+    key_path: Path, reference: GatewaySigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key holder that stops answering (SIGSTOP) fails the waiting signatures after
+    SIGN_TIMEOUT_S instead of holding their taps forever, and a new one takes over."""
+    monkeypatch.setattr(keyholder, "SIGN_TIMEOUT_S", 0.3)
+    with anyio.fail_after(10):
+        async with KeyholderSigner.start(key_path) as signer:
+            assert signer._proc is not None
+            stuck = signer._proc
+            os.kill(stuck.pid, signal.SIGSTOP)
+            try:
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(SigningUnavailable, match="did not answer"):
+                    await signer.sign(auth(1))
+                assert asyncio.get_running_loop().time() - started < 2
+                assert await signer.sign(auth(2)) == reference.sign_bytes(auth(2))
+                assert signer.stats()["restarts"] == 1
+                assert stuck.poll() is not None  # the hung one was stopped
+            finally:
+                if stuck.poll() is None:
+                    os.kill(stuck.pid, signal.SIGKILL)
+                    stuck.wait()
