@@ -468,6 +468,14 @@ def auth_bytes(f: AuthFields) -> bytes:
 def tap_content_hash(tap: Tap) -> str:
     """Stable hash of what a tap asks for (card, op, op fields, terminal_time; not seq), used to
     tell a retry of a tap id from a reuse of it with other content."""
+    card, op = tap.card, tap.op
+    if not tap.fields and op in OPS and _id_fullmatch(card) is not None:
+        # The same bytes orjson writes below (an identifier and an op name need no escaping),
+        # without building the dict: most taps (fares) carry no fields.
+        return hashlib.sha256(
+            b'{"card":"%b","fields":{},"op":"%b","terminal_time":%d}'
+            % (card.encode(), op.encode(), tap.terminal_time)
+        ).hexdigest()
     canonical = orjson.dumps(
         {
             "card": tap.card,

@@ -639,3 +639,24 @@ def test_decode_tap_is_fast() -> None:
         decode_terminal_message(raw)
     per_tap_us = (time.perf_counter() - start) / n * 1e6
     assert per_tap_us < 50, per_tap_us  # ~3 us on a laptop; generous for slow CI
+
+
+@settings(max_examples=300)
+@given(
+    card=st.from_regex(wire.IDENTIFIER_PATTERN, fullmatch=True) | st.text(min_size=1, max_size=70),
+    op=st.sampled_from([*wire.OPS, "no-such-op", 'q"uote']),
+    terminal_time=st.integers(0, 2**63 - 1),
+    fields=st.sampled_from([{}, {"amount": 250}]),
+)
+def test_tap_content_hash_fast_path_is_the_canonical_hash(
+    card: str, op: str, terminal_time: int, fields: dict[str, object]
+) -> None:
+    """Taps without fields are hashed without building the canonical dict: same bytes."""
+    import hashlib
+
+    tap = Tap(1, "t", card, op, terminal_time, fields)
+    canonical = orjson.dumps(
+        {"card": card, "fields": fields, "op": op, "terminal_time": terminal_time},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    assert wire.tap_content_hash(tap) == hashlib.sha256(canonical).hexdigest()
