@@ -126,12 +126,15 @@ class _Link(asyncio.Protocol):
         self.signer: KeyholderSigner | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
-    def send(self, futures: list[asyncio.Future[bytes]], request: bytes) -> None:
-        """Write one batch; its reply must come within SIGN_TIMEOUT_S."""
+    def send(
+        self, futures: list[asyncio.Future[bytes]], request: bytes, *, timed: bool = True
+    ) -> None:
+        """Write one batch; its reply must come within SIGN_TIMEOUT_S (unless not `timed`:
+        the start-up probe has START_TIMEOUT_S, a new process being slower to answer)."""
         assert self.transport is not None
         self.waiting.append(futures)
         self.transport.write(request)
-        if self._deadline is None:
+        if timed and self._deadline is None:
             self._deadline = asyncio.get_running_loop().call_later(SIGN_TIMEOUT_S, self._hung)
 
     def _hung(self) -> None:
@@ -352,7 +355,7 @@ class KeyholderSigner:
         # Prove it works before tapping through it: sign one authorisation-shaped message.
         probe: asyncio.Future[bytes] = self._loop.create_future()
         payload = len(_AUTH_PREFIX).to_bytes(2, "big") + _AUTH_PREFIX
-        link.send([probe], len(payload).to_bytes(4, "big") + payload)
+        link.send([probe], len(payload).to_bytes(4, "big") + payload, timed=False)
         try:
             await asyncio.wait_for(probe, START_TIMEOUT_S)
         except (TimeoutError, SigningUnavailable) as exc:

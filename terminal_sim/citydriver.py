@@ -29,24 +29,19 @@ from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
-
-from nacl.signing import VerifyKey
 
 from gateway import protocol as wire
-from gateway.signing import verify_auth
 from terminal_sim.city import CityTerminal
-from terminal_sim.handshake import authenticate
 from terminal_sim.latency import LatencyHistogram
+from terminal_sim.link import LinkDriver, TerminalLink
 from terminal_sim.schedule import STap
-from terminal_sim.wsclient import WsClosed, WsConnection, connect
+from terminal_sim.wsclient import WsClosed, WsConnection
 
 RETRY_DELAY_S = 0.05
 RETRY_MAX_S = 2.0
 #: A tap with no answer for this long is sent again (protocol section 12 recommends 6 s).
 RESPONSE_TIMEOUT_S = 6.0
 MAX_RECONNECTS = 400
-RETRYABLE = frozenset({wire.BUSY, wire.UNAVAILABLE, wire.INTERNAL})
 CONNECT_CONCURRENCY = 100
 
 # TapLog.result
@@ -194,117 +189,59 @@ class Pending:
     flags: int = 0
 
 
-class CityConn:
-    """One simulated terminal: its connection, sequence numbers and unanswered taps."""
+class CityConn(TerminalLink[CityTerminal, Pending, "CityDriver"]):
+    """One simulated city terminal: its connection, sequence numbers and unanswered taps
+    (`terminal_sim.link`), plus its outages, its response timeouts and, in closed loop, the
+    taps it has not sent yet."""
+
+    max_reconnects = MAX_RECONNECTS
 
     def __init__(self, t: CityTerminal, driver: CityDriver) -> None:
-        self.t = t
-        self.driver = driver
-        self.conn: WsConnection | None = None
-        self.seq = 0
-        self.pending: dict[str, Pending] = {}
-        self.ready = False
-        self.reconnecting = False
+        super().__init__(t, driver)
         self.offline_until = 0.0
-        self.heartbeat_s = float(wire.DEFAULT_HEARTBEAT_S)
-        self.last_sent = 0.0
         self.queue: deque[Pending] = deque()  # closed loop: taps not sent yet
 
-    async def open(self) -> None:
-        d = self.driver
-        tid = self.t.terminal_id
-        conn = await connect(d.host, d.port, d.path, max_frame=wire.MAX_FRAME_BYTES * 16)
-        try:
-            welcome = await authenticate(conn, tid, self.t.signing_key)
-        except BaseException:
-            conn.abort()
-            raise
-        if time.monotonic() < self.offline_until or d.stopping:
-            conn.abort()  # the network went away while we were shaking hands
-            raise ConnectionError("offline")
-        self.seq = max(self.seq, int(welcome["last_seq"]))
-        self.heartbeat_s = float(welcome["heartbeat_s"])
-        self.last_sent = time.monotonic()
-        conn.on_message = self._on_message
-        conn.on_close = self._on_close
-        self.conn = conn
-        self.ready = True
-        for tap in list(self.pending.values()):
-            self._send(tap)
+    def _decided(self, tap: Pending, msg: dict[str, Any]) -> None:
+        self.driver.decided(self, tap, msg)
 
-    def tap(self, tap: Pending) -> None:
-        self.pending[tap.tap_id] = tap
-        if self.ready:
-            self._send(tap)
-        elif time.monotonic() < self.offline_until:
+    def _failed(self, tap: Pending, code: str) -> None:
+        self.driver.failed(self, tap, code)
+
+    def _retry_delay(self, tap: Pending) -> float:
+        backoff: float = RETRY_DELAY_S * 2 ** min(tap.attempts, 6)
+        return min(RETRY_MAX_S, backoff)
+
+    def _rejected(self, tap: Pending, code: str) -> None:
+        if code == wire.SEQ_OUT_OF_ORDER:
+            # Our counter is behind the gateway's: reconnect (welcome.last_seq) and resend.
+            self.driver.result.retries += 1
+            if self.conn is not None:
+                self.conn.abort()
+            return
+        super()._rejected(tap, code)
+
+    def _unknown_auth(self, msg: dict[str, Any]) -> None:
+        self.driver.result.late_answers += 1  # to an attempt resent after a timeout: answered
+
+    def _held(self, tap: Pending) -> None:
+        if self._offline():
             tap.flags |= F_OUTAGE
 
-    def _send(self, tap: Pending) -> None:
-        if self.conn is None:
-            return
-        self.seq += 1
-        tap.attempts += 1
+    def _sending(self, tap: Pending, now: float) -> None:
         if tap.attempts > 1:
             tap.flags |= F_RETRIED
-        now = time.monotonic()
-        tap.sent_at = self.last_sent = now
-        try:
-            self.conn.send_text(
-                wire.encode_tap(
-                    self.seq, tap.tap_id, tap.card, tap.op, tap.terminal_time, tap.fields
-                )
-            )
-        except WsClosed:
-            self._on_close(
-                self.conn.close_code if self.conn else None, "send on a closed connection"
-            )
+        tap.sent_at = now
 
-    def _on_message(self, data: bytes) -> None:
-        d = self.driver
-        try:
-            msg = wire.decode_gateway_message(data)
-        except wire.ProtocolError:
-            d.count_code("undecodable")
-            return
-        mtype = msg["type"]
-        if mtype == wire.AUTH:
-            tap = self.pending.get(msg["tap_id"])
-            if tap is None:
-                d.result.late_answers += 1  # to an attempt resent after a timeout: answered
-                return
-            if msg["terminal_id"] != self.t.terminal_id or msg["card"] != tap.card:
-                d.count_code("unexpected_auth")
-                return
-            if msg["key_id"] not in d.gateway_keys or not verify_auth(
-                d.gateway_keys, wire.auth_fields_from_message(msg), msg["sig"]
-            ):
-                d.result.signature_failures += 1
-                return
-            del self.pending[tap.tap_id]
-            d.decided(self, tap, msg)
-        elif mtype == wire.ERROR:
-            code = msg["code"]
-            d.count_code(code)
-            tap_id = msg.get("tap_id")
-            tap = self.pending.get(tap_id) if isinstance(tap_id, str) else None
-            if tap is not None and code in RETRYABLE:
-                d.result.retries += 1
-                delay = min(RETRY_MAX_S, RETRY_DELAY_S * 2 ** min(tap.attempts, 6))
-                asyncio.get_running_loop().call_later(delay, self._retry, tap)
-            elif tap is not None and code == wire.SEQ_OUT_OF_ORDER:
-                # Our counter is behind the gateway's: reconnect (welcome.last_seq) and resend.
-                d.result.retries += 1
-                if self.conn is not None:
-                    self.conn.abort()
-            elif tap is not None:
-                del self.pending[tap.tap_id]
-                d.failed(self, tap, code)
+    def _before_adopt(self, conn: WsConnection) -> None:
+        if self._offline() or self.driver.stopping:
+            conn.abort()  # the network went away while we were shaking hands
+            raise ConnectionError("offline")
 
-    def heartbeat_if_quiet(self, now: float) -> None:
-        if self.ready and self.conn is not None and now - self.last_sent > self.heartbeat_s / 2:
-            self.last_sent = now
-            with contextlib.suppress(WsClosed):
-                self.conn.send_text(wire.encode_heartbeat(int(now * 1000)))
+    def _offline(self) -> bool:
+        return time.monotonic() < self.offline_until
+
+    def _reconnect_wait(self, delay: float) -> float:
+        return max(delay, self.offline_until - time.monotonic())
 
     def resend_overdue(self, now: float) -> None:
         if not self.ready:
@@ -313,10 +250,6 @@ class CityConn:
             if tap.sent_at and now - tap.sent_at > RESPONSE_TIMEOUT_S:
                 self.driver.result.retries += 1
                 self._send(tap)
-
-    def _retry(self, tap: Pending) -> None:
-        if self.ready and tap.tap_id in self.pending:
-            self._send(tap)
 
     def go_offline(self, until: float) -> None:
         self.offline_until = max(self.offline_until, until)
@@ -328,58 +261,20 @@ class CityConn:
             self._start_reconnect()
 
     def _on_close(self, code: int | None, reason: str) -> None:
-        self.ready = False
-        self.conn = None
-        if time.monotonic() < self.offline_until:
+        if self._offline():
             for tap in self.pending.values():
                 tap.flags |= F_OUTAGE
-        self._start_reconnect()
-
-    def _start_reconnect(self) -> None:
-        if not self.driver.stopping and not self.reconnecting:
-            self.reconnecting = True
-            self.driver.spawn(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        delay = 0.05
-        try:
-            for _ in range(MAX_RECONNECTS):
-                if self.driver.stopping:
-                    return
-                await asyncio.sleep(max(delay, self.offline_until - time.monotonic()))
-                if time.monotonic() < self.offline_until:
-                    continue
-                try:
-                    await self.open()
-                    self.driver.result.reconnects += 1
-                    return
-                except (OSError, ConnectionError, TimeoutError, wire.ProtocolError, WsClosed):
-                    delay = min(1.0, delay * 2)
-        finally:
-            self.reconnecting = False
+        super()._on_close(code, reason)
 
 
-class CityDriver:
+class CityDriver(LinkDriver[WorkerResult]):
     def __init__(self, plan: WorkerPlan, progress: Any = None) -> None:
-        u = urlparse(plan.url)
-        self.host, self.port, self.path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
+        super().__init__(plan.url, plan.gateway_keys, WorkerResult(plan.index))
         self.plan = plan
         self.conns = {t.index: CityConn(t, self) for t in plan.terminals}
-        self.gateway_keys = {k: VerifyKey(bytes.fromhex(v)) for k, v in plan.gateway_keys.items()}
-        self.result = WorkerResult(plan.index)
-        self.stopping = False
         self.sending = True
         self.t0 = 0.0
         self.progress = progress  # a sequence of P_SIZE ints (multiprocessing.Array) or None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def count_code(self, code: str) -> None:
-        self.result.error_codes[code] = self.result.error_codes.get(code, 0) + 1
 
     def decided(self, term: CityConn, tap: Pending, msg: dict[str, Any]) -> None:
         r = self.result

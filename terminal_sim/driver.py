@@ -11,28 +11,20 @@ terminal saw approved is kept for auditors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
-
-from nacl.signing import VerifyKey
 
 from gateway import protocol as wire
-from gateway.signing import verify_auth
 from terminal_sim.fleet import PURCHASE_AMOUNTS, TOPUP_AMOUNT, SimTerminal
-from terminal_sim.handshake import authenticate
 from terminal_sim.latency import LatencyHistogram
-from terminal_sim.wsclient import WsClosed, WsConnection, connect
+from terminal_sim.link import LinkDriver, TerminalLink
 
 #: Retry delay after `busy` / `unavailable` / `internal`, seconds.
 RETRY_DELAY_S = 0.05
 #: Reconnect attempts per terminal before it gives up (with a growing delay up to 1 s).
 MAX_RECONNECTS = 200
-#: Error codes after which the same tap is retried.
-RETRYABLE = frozenset({wire.BUSY, wire.UNAVAILABLE, wire.INTERNAL})
 #: Connections opened at once while the fleet comes up.
 CONNECT_CONCURRENCY = 100
 
@@ -93,129 +85,32 @@ class DriverResult:
         self.outcomes.extend(other.outcomes)
 
 
-class SimTerminalConn:
-    """One simulated terminal: its connection, sequence numbers and unanswered taps."""
+class SimTerminalConn(TerminalLink[SimTerminal, PendingTap, "TapDriver"]):
+    """One simulated terminal of the fleet: its connection, sequence numbers and unanswered
+    taps (`terminal_sim.link`); a retryable error is retried after a fixed delay unless the
+    driver is stopping."""
 
-    def __init__(self, t: SimTerminal, driver: TapDriver) -> None:
-        self.t = t
-        self.key = t.signing_key
-        self.driver = driver
-        self.conn: WsConnection | None = None
-        self.seq = 0
-        self.pending: dict[str, PendingTap] = {}
-        self.ready = False
-        self.reconnecting = False
-        self.heartbeat_s = float(wire.DEFAULT_HEARTBEAT_S)
-        self.last_sent = 0.0
+    max_reconnects = MAX_RECONNECTS
 
-    async def open(self) -> None:
+    def _decided(self, tap: PendingTap, msg: dict[str, Any]) -> None:
+        self.driver.decided(self, tap, msg)
+
+    def _failed(self, tap: PendingTap, code: str) -> None:
         d = self.driver
-        conn = await connect(d.host, d.port, d.path, max_frame=wire.MAX_FRAME_BYTES * 16)
-        try:
-            welcome = await authenticate(conn, self.t.terminal_id, self.key)
-        except BaseException:
-            conn.abort()
-            raise
-        self.seq = max(self.seq, int(welcome["last_seq"]))
-        self.heartbeat_s = float(welcome["heartbeat_s"])
-        self.last_sent = time.monotonic()
-        conn.on_message = self._on_message
-        conn.on_close = self._on_close
-        self.conn = conn
-        self.ready = True
-        for tap in list(self.pending.values()):
-            self._send(tap)
-
-    def tap(self, tap: PendingTap) -> None:
-        self.pending[tap.tap_id] = tap
-        if self.ready:
-            self._send(tap)
-
-    def _send(self, tap: PendingTap) -> None:
-        if self.conn is None:
-            return  # sent again after the reconnect
-        self.seq += 1
-        tap.attempts += 1
-        self.last_sent = time.monotonic()
-        try:
-            self.conn.send_text(
-                wire.encode_tap(
-                    self.seq, tap.tap_id, tap.card, tap.op, tap.terminal_time, tap.fields
-                )
+        d.result.errors += 1
+        if d.keep_approved:
+            d.result.outcomes.append(
+                (self.t.terminal_id, tap.tap_id, tap.card, "failed", code, 0, 0, 0)
             )
-        except WsClosed:
-            self._on_close(self.conn.close_code, "send on a closed connection")
 
-    def _on_message(self, data: bytes) -> None:
-        d = self.driver
-        try:
-            msg = wire.decode_gateway_message(data)
-        except wire.ProtocolError:
-            d.count_code("undecodable")
-            return
-        mtype = msg["type"]
-        if mtype == wire.AUTH:
-            tap = self.pending.get(msg["tap_id"])
-            if tap is None or msg["terminal_id"] != self.t.terminal_id or msg["card"] != tap.card:
-                d.count_code("unexpected_auth")
-                return
-            if not verify_auth(d.gateway_keys, wire.auth_fields_from_message(msg), msg["sig"]):
-                d.result.signature_failures += 1
-                return
-            del self.pending[tap.tap_id]
-            d.decided(self, tap, msg)
-        elif mtype == wire.ERROR:
-            code = msg["code"]
-            d.count_code(code)
-            tap_id = msg.get("tap_id")
-            tap = self.pending.get(tap_id) if isinstance(tap_id, str) else None
-            if tap is not None and code in RETRYABLE and not d.stopping:
-                d.result.retries += 1
-                asyncio.get_running_loop().call_later(RETRY_DELAY_S, self._retry, tap)
-            elif tap is not None and code not in RETRYABLE:
-                del self.pending[tap.tap_id]
-                d.result.errors += 1
-                if d.keep_approved:
-                    d.result.outcomes.append(
-                        (self.t.terminal_id, tap.tap_id, tap.card, "failed", code, 0, 0, 0)
-                    )
+    def _retry_delay(self, tap: PendingTap) -> float:
+        return RETRY_DELAY_S
 
-    def heartbeat_if_quiet(self, now: float) -> None:
-        """Real terminals heartbeat when they have nothing else to say (protocol section 4)."""
-        if self.ready and self.conn is not None and now - self.last_sent > self.heartbeat_s / 2:
-            self.last_sent = now
-            with contextlib.suppress(WsClosed):
-                self.conn.send_text(wire.encode_heartbeat(int(now * 1000)))
-
-    def _retry(self, tap: PendingTap) -> None:
-        if self.ready and tap.tap_id in self.pending:
-            self._send(tap)
-
-    def _on_close(self, code: int | None, reason: str) -> None:
-        self.ready = False
-        self.conn = None
-        if not self.driver.stopping and not self.reconnecting:
-            self.reconnecting = True
-            self.driver.spawn(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        delay = 0.05
-        try:
-            for _ in range(MAX_RECONNECTS):
-                if self.driver.stopping:
-                    return
-                await asyncio.sleep(delay)
-                try:
-                    await self.open()
-                    self.driver.result.reconnects += 1
-                    return
-                except (OSError, ConnectionError, TimeoutError, wire.ProtocolError):
-                    delay = min(1.0, delay * 2)
-        finally:
-            self.reconnecting = False
+    def _may_retry(self) -> bool:
+        return not self.driver.stopping
 
 
-class TapDriver:
+class TapDriver(LinkDriver[DriverResult]):
     """Drives `terminals` at `rate` taps/s for `duration` s against the gateway at `url`."""
 
     def __init__(
@@ -232,26 +127,13 @@ class TapDriver:
         keep_approved: bool = False,
         tap_prefix: str = "",
     ) -> None:
-        u = urlparse(url)
-        self.host, self.port, self.path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
+        super().__init__(url, gateway_keys, DriverResult())
         self.terminals = [SimTerminalConn(t, self) for t in terminals]
         self.cards = cards
-        self.gateway_keys = {k: VerifyKey(bytes.fromhex(v)) for k, v in gateway_keys.items()}
         self.rate, self.duration, self.drain_s = rate, duration, drain_s
         self.rng = random.Random(seed)
         self.keep_approved = keep_approved
         self.tap_prefix = tap_prefix or f"s{seed}"
-        self.result = DriverResult()
-        self.stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def count_code(self, code: str) -> None:
-        self.result.error_codes[code] = self.result.error_codes.get(code, 0) + 1
 
     def decided(self, term: SimTerminalConn, tap: PendingTap, msg: dict[str, Any]) -> None:
         r = self.result
