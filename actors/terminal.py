@@ -278,10 +278,11 @@ class TerminalSession:
             return await self._error(
                 "busy", "card is busy; retry with the same tap id", seq=tap.seq, tap_id=tap.tap_id
             )
-        except (StoreUnavailable, ActorUnavailable, SigningUnavailable):
+        except (StoreUnavailable, ActorUnavailable, SigningUnavailable) as exc:
+            what = "signing" if isinstance(exc, SigningUnavailable) else "storage"
             return await self._error(
                 "unavailable",
-                "storage unavailable; retry with the same tap id (never charged twice)",
+                f"{what} unavailable; retry with the same tap id (never charged twice)",
                 seq=tap.seq,
                 tap_id=tap.tap_id,
             )

@@ -31,7 +31,6 @@ class GcMonitor:
     collections: list[int] = field(default_factory=lambda: [0, 0, 0])
     max_pause_ms: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     total_pause_ms: float = 0.0
-    freeze_survivors: bool = True
     _started: float = 0.0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
@@ -39,8 +38,7 @@ class GcMonitor:
             self._started = time.perf_counter()
             return
         gen = int(info["generation"])
-        if self.freeze_survivors:
-            gc.freeze()  # the survivors: long-lived from now on (see the module docstring)
+        gc.freeze()  # the survivors: long-lived from now on (see the module docstring)
         pause = (time.perf_counter() - self._started) * 1000.0
         self.collections[gen] += 1
         self.total_pause_ms += pause

@@ -1,5 +1,6 @@
 """The key holder: a small child process that owns the gateway's signing key and signs
-authorisations for it, so the process facing the network never holds the private key and the
+authorisations for it, so the process facing the network keeps no signing key once started (it
+reads the key file at start-up only to create it if missing and to learn the public key) and the
 Ed25519 work (the largest single cost of a tap) runs on another core.
 
 The gateway process (`KeyholderSigner`) talks to it over a socketpair. Requests and replies are

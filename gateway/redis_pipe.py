@@ -34,13 +34,14 @@ class PipeError(ConnectionError):
     """The connection failed, timed out or broke the protocol; the batch's outcome is unknown."""
 
 
-def _bulk(b: bytes) -> bytes:
+def resp_bulk(b: bytes) -> bytes:
+    """One RESP bulk string."""
     return b"$%d\r\n%b\r\n" % (len(b), b)
 
 
 def resp_command(*args: bytes) -> bytes:
     """One command as RESP (an array of bulk strings)."""
-    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+    return b"*%d\r\n" % len(args) + b"".join(map(resp_bulk, args))
 
 
 @dataclass(frozen=True)

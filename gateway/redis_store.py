@@ -42,6 +42,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.redis_pipe import RedisPipe, resp_command
+from gateway.redis_pipe import resp_bulk as _bulk
 from gateway.store import (
     JOURNAL_MAXLEN_PER_SHARD,
     NUM_SHARDS,
@@ -126,10 +127,6 @@ def _describe(exc: BaseException) -> str:
 
 def _sha(script: str) -> bytes:
     return hashlib.sha1(script.encode()).hexdigest().encode()
-
-
-def _bulk(b: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(b), b)
 
 
 _COMMIT_SHA: Final = _sha(COMMIT_LUA)

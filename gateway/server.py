@@ -199,7 +199,7 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
         key = load_or_create_signing_key(key_path)
         signer: AuthSigner
         if config.signer == "keyholder":
-            # The key stays in a child process; this one only ever sees the public key.
+            # The key lives on in a child process; this one keeps only the public key.
             signer = await stack.enter_async_context(KeyholderSigner.start(key_path))
         else:
             signer = LocalSigner(GatewaySigner(key))

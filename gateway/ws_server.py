@@ -273,10 +273,6 @@ class WsConnection(asyncio.Protocol):
     def open(self) -> bool:
         return self._proto.state is State.OPEN and not self._lost
 
-    @property
-    def remote_address(self) -> object:
-        return None if self._transport is None else self._transport.get_extra_info("peername")
-
     async def recv(self) -> str | bytes:
         """The next message (`str` for a text message, `bytes` for binary);
         `ConnectionClosed` once the connection is closing and no message is left."""
