@@ -17,7 +17,7 @@ from typing import Final, Protocol
 
 import orjson
 
-from gateway.store import CardWrite, Store
+from actors.card_store import CardStore, CardWrite
 from policies import CardState, Command, Decision, Outcome, Tariff, decide
 from policies._slots import slot_setters
 
@@ -91,7 +91,7 @@ _TAP_REPLY: Final = slot_setters(TapReply)
 
 
 class SignAuth(Protocol):
-    """Builds the complete signed auth frame for a decision (gateway.authority)."""
+    """Builds the complete signed auth frame for a decision (gateway.keys.authority)."""
 
     async def __call__(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes: ...
 
@@ -116,7 +116,7 @@ class ConflictError(Exception):
 
 @dataclass(slots=True)
 class CardDeps:
-    store: Store
+    store: CardStore
     tariff: Callable[[], Tariff]
     sign: SignAuth
     events: EventSink | None = None

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.tariff_io import load_tariff_file
+from gateway.tariffs.tariff_io import load_tariff_file
 from policies import CardState, FareTap, Outcome, Purchase, TapOn, TopUp, decide, default_tariff
 
 CITY_TARIFF = Path(__file__).resolve().parent.parent / "tariffs" / "city-2026.json"

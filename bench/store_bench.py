@@ -28,9 +28,9 @@ from pathlib import Path
 import orjson
 import redis
 
-from gateway.redis_server import RedisServer
-from gateway.redis_store import RedisStore
-from gateway.store import CardWrite, StoreUnavailable
+from actors.card_store import CardWrite, StoreUnavailable
+from gateway.store.redis_server import RedisServer
+from gateway.store.redis_store import RedisStore
 
 TARGET_PER_S = 5_000
 TARGET_P99_MS = 25.0

@@ -33,7 +33,7 @@ class GatewayConfig:
     #: Live terminal connections this process accepts.
     max_connections: int = 20_000
     #: Largest websocket message the transport reads at all; protocol frames are capped lower
-    #: (gateway.protocol.MAX_FRAME_BYTES) and refused with `frame_too_large`.
+    #: (gateway.wire.protocol.MAX_FRAME_BYTES) and refused with `frame_too_large`.
     max_ws_message: int = 65_536
     #: Frames buffered per connection before the gateway stops reading from that terminal.
     max_ws_queue: int = 32
@@ -43,7 +43,7 @@ class GatewayConfig:
     max_resident_cards: int = 50_000
     card_idle_s: float = 120.0
     #: Where authorisations are signed: "keyholder" (a child process holds the key and does the
-    #: Ed25519 work on another core; gateway.keyholder) or "local" (in this process).
+    #: Ed25519 work on another core; gateway.keys.keyholder) or "local" (in this process).
     signer: str = "keyholder"
     #: Seconds between two lines of operating figures on stdout (0: none).
     stats_interval_s: float = 60.0

@@ -2,156 +2,39 @@
 runs the card actors and the websocket server, and gives each connection a terminal session.
 
 Everything shares one anyio task group on the asyncio backend (uvloop in production); the
-websocket server is `gateway.ws_server` (websockets' Sans-I/O protocol on a plain asyncio
+websocket server is `gateway.wire.ws_server` (websockets' Sans-I/O protocol on a plain asyncio
 protocol).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import orjson
 
 from actors.card import CardActor, CardDeps, TapReply, TapRequest
 from actors.runtime import ActorRegistry
-from actors.terminal import Phase, SessionDeps, TerminalSession
-from gateway.admin import publish_gateway_key
-from gateway.authority import AuthSigner, GatewayAuthority, LocalSigner
 from gateway.config import GatewayConfig
+from gateway.connections import Connections, now_ms
 from gateway.events import EventBus
 from gateway.gc_monitor import GcMonitor
-from gateway.keyholder import KeyholderSigner
-from gateway.redis_server import RedisServer
-from gateway.redis_store import RedisStore
-from gateway.signing import GatewaySigner, load_or_create_signing_key
-from gateway.tariff_io import TariffError, load_tariff_file
-from gateway.ws_server import ConnectionClosed, WsConnection, WsServer
-from policies import Tariff, default_tariff
+from gateway.keys.authority import AuthSigner, GatewayAuthority, LocalSigner
+from gateway.keys.keyholder import KeyholderSigner
+from gateway.keys.signing import GatewaySigner, load_or_create_signing_key
+from gateway.provisioning import publish_gateway_key
+from gateway.session import SessionDeps, TerminalSession
+from gateway.store.redis_server import RedisServer
+from gateway.store.redis_store import RedisStore
+from gateway.tariffs.holder import TariffHolder, load_tariff, reload_tariff_on_sighup
+from gateway.wire.ws_server import ConnectionClosed, WsConnection, WsServer
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class TariffHolder:
-    """The tariff in force; replaced whole when a new version is loaded, never mutated.
-
-    `reload()` (also on SIGHUP) re-reads `path`: a valid tariff applies to every tap decided
-    after the swap (a tap being decided keeps the tariff it started with); an invalid one is
-    refused, logged, and the current tariff stays."""
-
-    def __init__(self, tariff: Tariff, path: Path | None = None) -> None:
-        self.current = tariff
-        self.path = path
-
-    def get(self) -> Tariff:
-        return self.current
-
-    def reload(self) -> Tariff:
-        """Load `path` again and swap it in; `TariffError` (current tariff kept) if invalid."""
-        if self.path is None:
-            raise TariffError("no tariff file to reload (the gateway runs the default tariff)")
-        old = self.current
-        try:
-            new = load_tariff(self.path)
-        except TariffError as exc:
-            log.error("tariff reload refused, keeping %s: %s", old.version, exc)
-            raise
-        self.current = new
-        log.warning("tariff reloaded: %s -> %s (%s)", old.version, new.version, self.path)
-        return new
-
-
-def load_tariff(path: Path | None) -> Tariff:
-    """The tariff in file `path` (and its GTFS feed); the built-in default when None."""
-    if path is None:
-        return default_tariff()
-    return load_tariff_file(path)
-
-
-async def reload_tariff_on_sighup(holder: TariffHolder) -> None:
-    """Reload the tariff file on every SIGHUP (reading it in a worker thread)."""
-    try:
-        with anyio.open_signal_receiver(signal.SIGHUP) as signals:
-            async for _ in signals:
-                # An invalid file is logged by reload(); the current tariff stays.
-                with contextlib.suppress(TariffError):
-                    await anyio.to_thread.run_sync(holder.reload)
-    except (NotImplementedError, RuntimeError) as exc:
-        # Signals need the main thread of a POSIX process; elsewhere use TariffHolder.reload().
-        log.info("SIGHUP tariff reload unavailable here: %s", exc)
-
-
-@dataclass(eq=False)
-class _Conn:
-    session: TerminalSession
-    ws: WsConnection
-
-
-class Connections:
-    """Live authenticated terminals of this process, by terminal id.
-
-    A second connection for a terminal id is refused while the first is alive; a first
-    connection silent for longer than the idle limit is taken as dead and replaced, so a bus
-    validator that lost its mobile link can come back before TCP notices.
-    """
-
-    def __init__(self, stale_after_ms: int) -> None:
-        self._by_id: dict[str, _Conn] = {}
-        self._ws: dict[TerminalSession, WsConnection] = {}
-        self._stale_after_ms = stale_after_ms
-
-    def attach(self, session: TerminalSession, ws: WsConnection) -> None:
-        self._ws[session] = ws
-
-    def detach(self, session: TerminalSession) -> None:
-        self._ws.pop(session, None)
-
-    def claim(self, terminal_id: str, session: TerminalSession) -> bool:
-        held = self._by_id.get(terminal_id)
-        if held is not None and held.session is not session:
-            if now_ms() - held.session.last_activity_ms < self._stale_after_ms:
-                return False
-            held.session.close()
-            self._close_soon(held.ws)
-        ws = self._ws.get(session)
-        if ws is None:
-            return False
-        self._by_id[terminal_id] = _Conn(session, ws)
-        return True
-
-    def release(self, terminal_id: str, session: TerminalSession) -> None:
-        held = self._by_id.get(terminal_id)
-        if held is not None and held.session is session:
-            del self._by_id[terminal_id]
-
-    def _close_soon(self, ws: WsConnection) -> None:
-        ws.abort()
-
-    def idle(self, older_than_ms: int, handshake_ms: int) -> list[WsConnection]:
-        """Connections silent for `older_than_ms`, or still unauthenticated after
-        `handshake_ms`."""
-        now = now_ms()
-        return [
-            ws
-            for s, ws in self._ws.items()
-            if s.last_activity_ms < now - older_than_ms
-            or (s.phase is not Phase.READY and s.connected_ms < now - handshake_ms)
-        ]
-
-    def __len__(self) -> int:
-        return len(self._ws)
 
 
 @dataclass
@@ -187,8 +70,8 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             embedded = RedisServer(
                 data_dir=config.data_dir / "redis", appendfsync=config.appendfsync
             )
-            # On this thread, not a worker: the server is tied to the starting thread's life
-            # (RedisServer.die_with_parent), and a worker thread may exit when idle.
+            # A gateway killed with SIGKILL leaves this server running; the next start on the
+            # same data folder stops it first (redis_server.stop_stale_server).
             embedded.start()
             stack.callback(embedded.stop)
             redis_url = embedded.url

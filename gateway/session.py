@@ -1,4 +1,4 @@
-"""The terminal actor: one per connection. It owns the connection's protocol state — who the
+"""The terminal session: one per connection. It owns the connection's protocol state — who the
 terminal proved to be, its last sequence number, the tap ids it used recently — and handles the
 terminal's messages one at a time, in the order they arrived.
 
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from actors.card import SigningUnavailable, TapReply, TapRequest
+from actors.card_store import StoreUnavailable
 from actors.runtime import ActorRegistry, ActorUnavailable, MailboxFull, Overloaded
-from gateway import protocol as wire
-from gateway.store import StoreUnavailable, TerminalProgress, TerminalRecord
-from policies import Command, Decision, Purchase, TopUp, reasons
-from policies.services.commands import command_from_tap
-from policies.transit_taps import TRANSIT_OPS, transit_command_from_tap
+from gateway.store.interface import TerminalProgress, TerminalRecord
+from gateway.tap_commands import NO_COMMAND, command_for
+from gateway.wire import protocol as wire
+from policies import Decision
 
 log = logging.getLogger(__name__)
 
@@ -30,24 +30,6 @@ log = logging.getLogger(__name__)
 RECENT_TAP_IDS = 4096
 #: How long one tap may take end to end before the terminal is told `busy` and should retry.
 TAP_TIMEOUT_S = 5.0
-
-#: Which operations each kind of terminal may perform.
-KIND_OPS: dict[str, frozenset[str]] = {
-    "gate": frozenset({"fare", "tap_on", "tap_off"}),
-    "bus": frozenset({"fare", "tap_on", "tap_off"}),
-    # Operators' correction desks (incomplete tap on / tap off journeys).
-    "ops": frozenset({"fare_correction"}),
-    # City services (policies/services/): a taxi or car park charges through its own op, so
-    # its per-day limits and session rules always apply (no plain `purchase` there).
-    "taxi": frozenset({"taxi_fare"}),
-    "parking": frozenset({"parking_entry", "parking_exit", "parking_close"}),
-    "retail": frozenset({"purchase", "topup", "buy_product"}),
-    "venue": frozenset({"purchase", "venue_entry", "access"}),
-    "access": frozenset({"access"}),
-    "recycling": frozenset({"recycle"}),
-    "kiosk": frozenset({"topup", "reward_credit", "redeem_points", "buy_product"}),
-}
-
 
 class Phase(enum.Enum):
     AWAIT_HELLO = "await_hello"
@@ -238,7 +220,7 @@ class TerminalSession:
         self._note_tap(tap.tap_id, tap.card, tap_hash)
         self.stats["taps"] += 1
         term = self.terminal
-        command = _command_for(term, tap)
+        command = command_for(term, tap)
         now = self._deps.now_ms()
         if isinstance(command, Decision):
             req = TapRequest(
@@ -248,7 +230,7 @@ class TerminalSession:
                 tap_id=tap.tap_id,
                 card=tap.card,
                 tap_hash=tap_hash,
-                command=_NO_COMMAND,
+                command=NO_COMMAND,
                 now_ms=now,
             )
             try:
@@ -310,55 +292,3 @@ class TerminalSession:
         if self._claimed_id is not None:
             self._deps.connections.release(self._claimed_id, self)
             self._claimed_id = None
-
-
-#: Placeholder command of a request that is declined before it reaches a card.
-_NO_COMMAND = TopUp(terminal_id="", operator="", amount=0)
-
-
-def _command_for(term: TerminalRecord, tap: wire.Tap) -> Command | Decision:
-    """The pure-core command for a tap, or a decline when this kind of terminal may not do it."""
-    f = tap.fields
-    if tap.op in KIND_OPS.get(term.kind, frozenset()):
-        service = command_from_tap(
-            tap.op,
-            f,
-            kind=term.kind,
-            terminal_id=term.terminal_id,
-            operator=term.operator,
-            network=term.network,
-        )
-        if service is not None:
-            return service
-        if tap.op in TRANSIT_OPS:
-            transit = transit_command_from_tap(
-                tap.op,
-                f,
-                terminal_id=term.terminal_id,
-                operator=term.operator,
-                network=term.network,
-                location=term.location,
-            )
-            if transit is not None:
-                return transit
-        amount = f.get("amount")
-        if isinstance(amount, int):
-            if tap.op == "purchase":
-                merchant = f.get("merchant") or term.operator
-                return Purchase(
-                    terminal_id=term.terminal_id,
-                    operator=term.operator,
-                    amount=amount,
-                    merchant=str(merchant),
-                )
-            if tap.op == "topup":
-                return TopUp(terminal_id=term.terminal_id, operator=term.operator, amount=amount)
-    return Decision(
-        approved=False,
-        reason=reasons.UNSUPPORTED_OPERATION,
-        amount=0,
-        balance=0,
-        product=tap.op,
-        tariff_version="",
-        explain=({"rule": "terminal_kind", "kind": term.kind, "op": tap.op},),
-    )

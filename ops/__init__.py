@@ -1,2 +1,4 @@
-"""ops package: the control room side. `ops.settlement` computes the daily clearing report
-(who is owed what) from the journal."""
+"""The operators' package, on the top floor: the `citycard` command (`cli`) with every
+sub-command, card and key administration (`admin_cli`), tariff and fares checks, and settlement
+(`settlement`: the daily clearing report from the journal). It may import every other package;
+nothing imports it."""

@@ -1,84 +1,29 @@
-"""`citycard` console script: serve, demo, sim, keys, cards, bench, fares, reader."""
+"""The `citycard` command: every operator-facing sub-command in one parser. The gateway's own
+(`serve`), the simulator's (`sim`, `bench`, `demo`, `reader`) and the operators' (`keys`,
+`cards`, `fares`, `tariff`) are wired in here; each lives with the package it belongs to."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.config import GatewayConfig, default_data_dir
+from gateway.config import default_data_dir
+from gateway.launch import add_serve_args, add_server_args, config_from_args, run_async
 
 
 def _terminal_kinds() -> tuple[str, ...]:
-    from actors.terminal import KIND_OPS
+    from gateway.tap_commands import KIND_OPS
 
     return tuple(KIND_OPS)
-
-
-def _run(coro_fn: object, *args: object) -> None:
-    """Run an async main on asyncio with uvloop when available (the production loop)."""
-    import anyio
-
-    try:
-        import uvloop  # noqa: F401
-
-        options: dict[str, object] = {"use_uvloop": True}
-    except ImportError:  # pragma: no cover
-        options = {}
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(coro_fn, *args, backend="asyncio", backend_options=options)  # type: ignore[arg-type]
-
-
-def _add_server_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
-    p.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL"),
-        help="Redis to use (default $REDIS_URL; unset: start an embedded Redis)",
-    )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        help="where the embedded Redis and the keys live (default ./var)",
-    )
-    p.add_argument(
-        "--appendfsync",
-        choices=("always", "everysec", "no"),
-        default="everysec",
-        help="durability of the embedded Redis (default everysec)",
-    )
-    p.add_argument("--tariff", type=Path, default=None, help="tariff JSON file")
-    p.add_argument(
-        "--signer",
-        choices=("keyholder", "local"),
-        default="keyholder",
-        help="where authorisations are signed: a key holder child process that alone holds the "
-        "key (default), or this process",
-    )
-
-
-def _config(args: argparse.Namespace) -> GatewayConfig:
-    return GatewayConfig(
-        host=args.host,
-        port=args.port,
-        redis_url=args.redis_url,
-        data_dir=args.data_dir,
-        appendfsync=args.appendfsync,
-        tariff_path=args.tariff,
-        stats_interval_s=getattr(args, "stats_interval", 60.0),
-        signer=args.signer,
-    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.server import serve_forever
 
-    _run(serve_forever, _config(args))
+    run_async(serve_forever, config_from_args(args))
     return 0
 
 
@@ -86,8 +31,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.server import until_signalled
     from terminal_sim.demo import run_demo
 
-    _run(until_signalled, run_demo, _config(args), args.terminals, args.cards, args.rate,
-         args.seed, args.period)
+    run_async(
+        until_signalled, run_demo, config_from_args(args), args.terminals, args.cards,
+        args.rate, args.seed, args.period,
+    )
     return 0
 
 
@@ -104,13 +51,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from gateway.admin import keys_command
+    from ops.admin_cli import keys_command
 
     return keys_command(args)
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
-    from gateway.admin import cards_command
+    from ops.admin_cli import cards_command
 
     return cards_command(args)
 
@@ -120,17 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the gateway")
-    _add_server_args(p)
-    p.add_argument(
-        "--stats-interval",
-        type=float,
-        default=60.0,
-        help="seconds between operating-figure lines on stdout; 0 for none (default 60)",
-    )
+    add_serve_args(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="run the gateway with a small simulated city")
-    _add_server_args(p)
+    add_server_args(p)
     p.add_argument("--terminals", type=int, default=40)
     p.add_argument("--cards", type=int, default=500)
     p.add_argument("--rate", type=float, default=50.0, help="taps per second")
@@ -270,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
     p.set_defaults(func=cmd_cards)
 
-    from gateway.fares_cli import add_fares_parser
-    from gateway.tariff_cli import add_tariff_parser
+    from ops.fares_cli import add_fares_parser
+    from ops.tariff_cli import add_tariff_parser
 
     add_fares_parser(sub)
     add_tariff_parser(sub)

@@ -4,7 +4,7 @@ This module owns the `fares` subcommands: `check FEED_DIR` validates a feed and 
 engine understood (agency, timezone, validity, networks, categories, media, products with
 amounts, rule counts, and the loader's notes); `quote` prices a journey and prints JSON. Exit
 status: 0 fine, 1 invalid feed or refused quote, 2 bad command line. `add_fares_parser` hooks it
-into the main parser of gateway/cli.py.
+into the main parser of ops/cli.py.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
-from gateway.fares_io import load_feed_dir
+from gateway.tariffs.fares_io import load_feed_dir
 from policies.gtfs import FareFeed, FeedError, Leg, QuoteError, format_minor, quote_journey
 
 
@@ -154,16 +153,3 @@ def cmd_fares_quote(args: argparse.Namespace, out: TextIO | None = None) -> int:
     }
     print(json.dumps(result, indent=2, ensure_ascii=False), file=out)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (`python -m gateway.fares_cli ...`) until gateway/cli.py wires it in."""
-    parser = argparse.ArgumentParser(prog="citycard")
-    add_fares_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from gateway.store import JOURNAL_READ_MAX
+from gateway.store.interface import JOURNAL_READ_MAX
 
 
 class SettlementError(ValueError):
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import anyio
 
-    from gateway.redis_store import RedisStore
+    from gateway.store.redis_store import RedisStore
 
     async def run() -> ClearingReport:
         async with RedisStore.connect(args.redis_url) as store:

@@ -1,11 +1,12 @@
 """`citycard tariff check FILE`: validate a tariff file (and the GTFS feed it names), summarise it.
 
 This module owns the `tariff` subcommand: it loads the file exactly as the gateway does
-(gateway/tariff_io.py), prints what the engine understood — version, currency and limits, flat
-fares, the feed with its validity and networks, the categories and what they map to, caps,
-products with prices and entitlements — and warns about what is legal but probably unintended
-(a feed that expires before the tariff does, a flat network shadowed by a feed network). Exit
-status: 0 valid, 1 invalid. `add_tariff_parser` hooks it into the main parser of gateway/cli.py.
+(gateway/tariffs/tariff_io.py), prints what the engine understood — version, currency and
+limits, flat fares, the feed with its validity and networks, the categories and what they map
+to, caps, products with prices and entitlements — and warns about what is legal but probably
+unintended (a feed that expires before the tariff does, a flat network shadowed by a feed
+network). Exit status: 0 valid, 1 invalid. `add_tariff_parser` hooks it into the main parser
+of ops/cli.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from gateway.tariff_io import TariffError, read_tariff
+from gateway.tariffs.tariff_io import TariffError, read_tariff
 from policies import Tariff
 from policies.gtfs import format_minor
 

@@ -6,7 +6,7 @@ demos and the simulator. Larger sections live in their owners' modules and hang 
 field each: `transit` (policies/transit_tariff.py: the GTFS feed, categories, caps, products, tap
 on / tap off, negative allowance). A section absent from the file keeps its default, which
 changes nothing, so a v1 tariff file still loads and prices exactly as before. The file format
-is documented in docs/tariff.md; gateway/tariff_io.py reads it (and the feed it names). A
+is documented in docs/tariff.md; gateway/tariffs/tariff_io.py reads it (and the feed it names). A
 tariff is validated once when it is built, so the rules can trust it and `decide` never has to
 re-check it on the hot path. Every decision carries `version`, which
 is how a disputed charge is traced back to the prices that produced it.

@@ -2,11 +2,11 @@
 terminal's registration.
 
 This module owns the mapping of the transit ops of the wire protocol (`fare`, `tap_on`,
-`tap_off`, `buy_product`, `fare_correction`; gateway/protocol.py `OPS`) onto the pure-core
+`tap_off`, `buy_product`, `fare_correction`; gateway/wire/protocol.py `OPS`) onto the pure-core
 commands. The network defaults to the terminal's registered network and the stop to its
 registered location (a metro gate does not move; a bus validator sends both its route and its
 current stop). The double-tap gate is the terminal itself. Which kinds of terminal may send
-which op is decided before this (actors/terminal.py `KIND_OPS`); the field values were already
+which op is decided before this (gateway/tap_commands.py `KIND_OPS`); the field values were already
 checked for type by the protocol decoder, and the rules check them again for meaning.
 """
 

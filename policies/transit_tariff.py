@@ -6,7 +6,7 @@ percentage), caps (`Cap`: daily, ISO-weekly, rolling 7-day, monthly, per categor
 sold onto the card (`ProductDef`: passes and the tourist card with their entitlements), the tap
 off window, the one-time negative balance allowance, the validity dates and timezone, and the
 reference to the GTFS feed (`feed_ref`, a path relative to the tariff file, read by
-gateway/tariff_io.py; the parsed `FareFeed` is handed in, this module opens no file).
+gateway/tariffs/tariff_io.py; the parsed `FareFeed` is handed in, this module opens no file).
 
 Everything is validated once, when the rules are built, against each other and against the feed
 (categories and fare medium exist in the feed, caps and prices name known categories, products

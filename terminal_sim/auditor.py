@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from gateway.store import JOURNAL_READ_MAX, Store
+from gateway.store.interface import JOURNAL_READ_MAX, Store
 
 #: Chains longer than this are not searched (reported as unverified, not as a difference).
 MAX_CHAIN = 400

@@ -25,10 +25,10 @@ import anyio
 import orjson
 from nacl.signing import VerifyKey
 
-from gateway import protocol as wire
-from gateway.admin import gateway_keys
-from gateway.redis_server import RedisServer, free_port
-from gateway.signing import verify_auth
+from gateway.keys.signing import verify_auth
+from gateway.provisioning import gateway_keys
+from gateway.store.redis_server import RedisServer, free_port
+from gateway.wire import protocol as wire
 from terminal_sim.fleet import SimTerminal, make_cards, make_fleet
 from terminal_sim.handshake import authenticate
 from terminal_sim.loadgen import JsonSeqMessages, LoadResult, LoadSpec, Target, run_multiprocess

@@ -19,7 +19,7 @@ from typing import Final
 import nacl.exceptions
 import nacl.signing
 
-from gateway.protocol import is_identifier
+from gateway.wire.protocol import is_identifier
 
 AID: Final = bytes.fromhex("F0") + b"CITYCARD" + b"\x01"
 APP_VERSION: Final = 1

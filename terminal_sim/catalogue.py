@@ -89,7 +89,7 @@ def load(tariff_path: Path | None = None) -> Catalogue:
 
         return from_tariff(default_tariff())
     try:
-        from gateway.tariff_io import load_tariff_file
+        from gateway.tariffs.tariff_io import load_tariff_file
 
         return from_tariff(load_tariff_file(tariff_path))
     except ImportError:  # an older gateway: a plain JSON tariff

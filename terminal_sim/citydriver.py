@@ -14,7 +14,7 @@ a tap answered `busy` / `unavailable` / `internal` -- or not answered in 6 s, or
 dropped connection -- with the same tap id and content, and reconnects with back-off. Mobile
 terminals (buses, taxis) lose their network during scheduled outages: the connection is cut,
 taps made meanwhile wait, and on reconnect everything pending is resent. Cards scheduled for
-blocking are blocked through Redis at their time (`gateway.admin.block_card`).
+blocking are blocked through Redis at their time (`gateway.provisioning.block_card`).
 
 What every terminal saw is kept in a compact `TapLog` (one row per scheduled tap), which the
 auditor and the reports read.
@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import protocol as wire
+from gateway.wire import protocol as wire
 from terminal_sim.city import CityTerminal
 from terminal_sim.latency import LatencyHistogram
 from terminal_sim.link import LinkDriver, TerminalLink
@@ -387,7 +387,7 @@ class CityDriver(LinkDriver[WorkerResult]):
             return
         import redis.asyncio as aredis
 
-        from gateway.admin import block_card
+        from gateway.provisioning import block_card
 
         assert self.plan.redis_url is not None, "blocking cards needs the gateway's Redis"
         client = aredis.Redis.from_url(self.plan.redis_url)
@@ -404,17 +404,29 @@ class CityDriver(LinkDriver[WorkerResult]):
     async def run(self, start_at: float | None = None) -> WorkerResult:
         """Connect everything, wait for `start_at` (a time.monotonic() instant shared by all
         processes) and play the plan."""
-        await self.connect_all()
+        try:
+            await self.connect_all()
+        except BaseException:
+            await self.stop_tasks([c.conn for c in self.conns.values()])
+            raise
         return await self.play(start_at)
 
     async def play(self, start_at: float | None = None) -> WorkerResult:
         """Play the plan on connected terminals, from `start_at` (default: now)."""
+        try:
+            return await self._play(start_at)
+        finally:
+            await self.stop_tasks([c.conn for c in self.conns.values()])
+
+    async def _play(self, start_at: float | None) -> WorkerResult:
         self.t0 = start_at if start_at is not None else time.monotonic() + 0.05
         self._report()
         self.spawn(self._housekeeping())
         for start, end, term in self.plan.outages:
             self.spawn(self._outage(start, end, term))
         blocker = asyncio.get_running_loop().create_task(self._blocks())
+        self._tasks.add(blocker)
+        blocker.add_done_callback(self._tasks.discard)
         await asyncio.sleep(max(0.0, self.t0 - time.monotonic()))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if self.plan.mode == "closed":
@@ -436,11 +448,7 @@ class CityDriver(LinkDriver[WorkerResult]):
                 self.result.errors += 1
                 self.result.log.add(tap.idx, UNRESOLVED, "unresolved", 0, 0, 0, -1, 0, tap.flags)
             c.pending.clear()
-            if c.conn is not None:
-                c.conn.abort()
         self._report()
-        for task in [*self._tasks, blocker]:
-            task.cancel()
         return self.result
 
     async def _run_open(self) -> None:

@@ -28,8 +28,8 @@ from typing import Any
 
 import anyio
 
-from gateway.admin import enroll_terminal, gateway_keys, issue_card
-from gateway.redis_store import RedisStore
+from gateway.provisioning import enroll_terminal, gateway_keys, issue_card
+from gateway.store.redis_store import RedisStore
 from terminal_sim.auditor import Auditor, AuditReport, Seen
 from terminal_sim.catalogue import load as load_catalogue
 from terminal_sim.city import City, build_city

@@ -1,4 +1,4 @@
-"""Argument handling of `citycard sim` (the parser itself lives in gateway.cli).
+"""Argument handling of `citycard sim` (the parser itself lives in ops.cli).
 
 Without `--city`: the issue-2 fleet run (fixed rate, open loop, `terminal_sim.run`). With
 `--city`: a simulated city (`terminal_sim.cityrun`), audited, with a live progress line, a final

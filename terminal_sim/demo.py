@@ -4,9 +4,10 @@ printing where to look and a line of figures every reporting period. Ctrl-C stop
 from __future__ import annotations
 
 import itertools
+import secrets
 
-from gateway.admin import gateway_keys
 from gateway.config import GatewayConfig
+from gateway.provisioning import gateway_keys
 from gateway.server import open_gateway
 from terminal_sim.driver import TapDriver
 from terminal_sim.fleet import make_cards, make_fleet, provision
@@ -37,6 +38,9 @@ async def run_demo(
             f"(control-room dashboard: not built yet)",
             flush=True,
         )
+        # Tap ids are unique to this run: a demo started again on the same data folder must not
+        # reuse the last one's (they would be refused as `tap_id_reused`).
+        run_tag = secrets.token_hex(3)
         for period in itertools.count():
             driver = TapDriver(
                 gw.url,
@@ -47,7 +51,7 @@ async def run_demo(
                 duration=period_s,
                 seed=seed * 100_000 + period,
                 drain_s=5.0,
-                tap_prefix=f"d{seed}p{period}",
+                tap_prefix=f"d{seed}x{run_tag}p{period}",
             )
             r = await driver.run()
             h = r.hist

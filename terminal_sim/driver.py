@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import protocol as wire
+from gateway.wire import protocol as wire
 from terminal_sim.fleet import PURCHASE_AMOUNTS, TOPUP_AMOUNT, SimTerminal
 from terminal_sim.latency import LatencyHistogram
 from terminal_sim.link import LinkDriver, TerminalLink
@@ -194,6 +194,12 @@ class TapDriver(LinkDriver[DriverResult]):
         )
 
     async def run(self) -> DriverResult:
+        try:
+            return await self._run()
+        finally:
+            await self.stop_tasks([t.conn for t in self.terminals])
+
+    async def _run(self) -> DriverResult:
         # time.monotonic, not loop.time(): uvloop's clock ticks in whole milliseconds.
         clock = time.monotonic
         await self.connect_all()
@@ -232,9 +238,4 @@ class TapDriver(LinkDriver[DriverResult]):
                     )
         self.result.wall_s = send_wall
         self.result.cpu_s = send_cpu
-        for t in self.terminals:
-            if t.conn is not None:
-                t.conn.abort()
-        for task in list(self._tasks):
-            task.cancel()
         return self.result

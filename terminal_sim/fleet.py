@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import anyio
 from nacl.signing import SigningKey
 
-from gateway.admin import enroll_terminal, issue_card
-from gateway.store import Store
+from gateway.provisioning import enroll_terminal, issue_card
+from gateway.store.interface import Store
 
 #: Opening balance of every simulated card, in minor units.
 OPENING_BALANCE = 20_000

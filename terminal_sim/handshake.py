@@ -8,8 +8,8 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from gateway import protocol as wire
-from gateway.signing import sign_proof
+from gateway.keys.signing import sign_proof
+from gateway.wire import protocol as wire
 from terminal_sim.wsclient import WsConnection
 
 #: Seconds to wait for each of the gateway's two handshake answers.

@@ -4,8 +4,8 @@ The city asks this module, for every activity (enter the metro, board a bus, pay
 which tap operation(s) to send. The answer comes from two tables of the gateway, read at run
 time rather than copied here:
 
-* `actors.terminal.KIND_OPS` -- which operations each terminal kind may perform;
-* `gateway.protocol.OPS` -- which operations exist on the wire, and their fields.
+* `gateway.tap_commands.KIND_OPS` -- which operations each terminal kind may perform;
+* `gateway.wire.protocol.OPS` -- which operations exist on the wire, and their fields.
 
 Each activity lists op groups in order of preference, e.g. a metro journey prefers
 (`tap_on`, `tap_off`) and falls back to a single `fare` at the entry gate. The first group
@@ -129,8 +129,8 @@ class Resolution:
 
 def gateway_tables() -> tuple[Mapping[str, frozenset[str]], Mapping[str, Any]]:
     """The gateway's (KIND_OPS, OPS), read now (not at import: they change as the core grows)."""
-    from actors.terminal import KIND_OPS
-    from gateway.protocol import OPS
+    from gateway.tap_commands import KIND_OPS
+    from gateway.wire.protocol import OPS
 
     return KIND_OPS, OPS
 
@@ -173,7 +173,7 @@ def _unusable(
         if op not in allowed:
             return "not allowed"
         if op not in op_fields:
-            return f"{op} not in gateway.protocol.OPS"
+            return f"{op} not in gateway.wire.protocol.OPS"
         for name, required in op_fields[op]:
             if required and name not in FIELD_SOURCES:
                 return f"{op} needs field {name!r} the simulator cannot fill"

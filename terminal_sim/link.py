@@ -24,12 +24,13 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from urllib.parse import urlparse
 
+import anyio
 from nacl.signing import SigningKey, VerifyKey
 
-from gateway import protocol as wire
-from gateway.signing import verify_auth
+from gateway.keys.signing import verify_auth
+from gateway.wire import protocol as wire
 from terminal_sim.handshake import authenticate
-from terminal_sim.wsclient import WsClosed, WsConnection, connect
+from terminal_sim.wsclient import HandshakeError, WsClosed, WsConnection, connect
 
 #: Error codes after which the same tap is retried.
 RETRYABLE = frozenset({wire.BUSY, wire.UNAVAILABLE, wire.INTERNAL})
@@ -37,6 +38,8 @@ RETRYABLE = frozenset({wire.BUSY, wire.UNAVAILABLE, wire.INTERNAL})
 RECONNECT_DELAY_S = 0.05
 #: ...up to this.
 RECONNECT_MAX_DELAY_S = 1.0
+#: How long stopping a driver waits for its background tasks to finish once cancelled.
+STOP_TIMEOUT_S = 5.0
 
 
 class LinkTerminal(Protocol):
@@ -112,6 +115,22 @@ class LinkDriver(Generic[ResultT]):
     def count_code(self, code: str) -> None:
         self.result.error_codes[code] = self.result.error_codes.get(code, 0) + 1
 
+    async def stop_tasks(self, connections: list[WsConnection | None]) -> None:
+        """Stop for good: no more reconnects, `connections` aborted, every background task
+        cancelled and awaited. Runs on every way out of a run, a cancelled one too (Ctrl-C on
+        the demo), so no task outlives its driver ("Task was destroyed but it is pending")."""
+        self.stopping = True
+        for conn in connections:
+            if conn is not None:
+                conn.abort()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Shielded: a run being cancelled still waits (boundedly) for its tasks to end.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT_S):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
 
 TermT = TypeVar("TermT", bound=LinkTerminal)
 TapT = TypeVar("TapT", bound=LinkTap)
@@ -130,6 +149,7 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         TimeoutError,
         wire.ProtocolError,
         WsClosed,  # the gateway closed the connection during the handshake: try again
+        HandshakeError,  # the upgrade was refused or reset (e.g. a gateway restarting)
     )
 
     def __init__(self, t: TermT, driver: HostT) -> None:

@@ -31,8 +31,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from gateway import protocol as wire
-from gateway.signing import sign_proof, trusted_keys, verify_auth
+from gateway.keys.signing import sign_proof, trusted_keys, verify_auth
+from gateway.wire import protocol as wire
 from terminal_sim.card_app import (
     SW_OK,
     TAG_CARD_KEY,
@@ -607,7 +607,7 @@ def run_reader_cli(args: argparse.Namespace) -> int:
         return 2
     keys_hex = list(args.gateway_key)
     if not keys_hex and args.redis_url:
-        from gateway.admin import gateway_keys
+        from gateway.provisioning import gateway_keys
 
         keys_hex = list(gateway_keys(args.redis_url).values())
     if not keys_hex:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -23,9 +24,9 @@ from typing import Any
 
 import anyio
 
-from gateway.admin import gateway_keys
-from gateway.redis_server import RedisServer, free_port
-from gateway.redis_store import RedisStore
+from gateway.provisioning import gateway_keys
+from gateway.store.redis_server import RedisServer, free_port
+from gateway.store.redis_store import RedisStore
 from terminal_sim.driver import DriverResult, TapDriver
 from terminal_sim.fleet import make_cards, make_fleet, provision
 
@@ -70,8 +71,9 @@ def _install_uvloop() -> None:
         pass
 
 
-def _worker(spec: SimSpec, index: int, keys: dict[str, str]) -> DriverResult:
-    """One client process's share: every `processes`-th terminal, rate / processes."""
+def _worker(spec: SimSpec, index: int, keys: dict[str, str], run_tag: str) -> DriverResult:
+    """One client process's share: every `processes`-th terminal, rate / processes. Tap ids
+    carry `run_tag`, so a second run against the same gateway never reuses one."""
     _install_uvloop()
     fleet = make_fleet(spec.terminals, spec.seed)[index :: spec.processes]
     cards = make_cards(spec.cards, spec.seed)
@@ -84,19 +86,21 @@ def _worker(spec: SimSpec, index: int, keys: dict[str, str]) -> DriverResult:
         duration=spec.duration,
         seed=spec.seed * 1000 + index,
         drain_s=spec.drain_s,
-        tap_prefix=f"s{spec.seed}w{index}",
+        tap_prefix=f"s{spec.seed}{run_tag}w{index}",
     )
     return asyncio.run(driver.run())
 
 
 def drive(spec: SimSpec, keys: dict[str, str]) -> tuple[DriverResult, list[float]]:
     """Run the load; returns the merged result and each process's CPU share while sending."""
+    run_tag = f"x{secrets.token_hex(3)}"
     if spec.processes == 1:
-        parts = [_worker(spec, 0, keys)]
+        parts = [_worker(spec, 0, keys, run_tag)]
     else:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(spec.processes) as pool:
-            parts = pool.starmap(_worker, [(spec, i, keys) for i in range(spec.processes)])
+            args = [(spec, i, keys, run_tag) for i in range(spec.processes)]
+            parts = pool.starmap(_worker, args)
     total = DriverResult()
     for p in parts:
         total.merge(p)
@@ -149,8 +153,7 @@ def start_gateway_process(
         [
             sys.executable,
             "-m",
-            "gateway.cli",
-            "serve",
+            "gateway",
             "--port",
             str(port),
             "--redis-url",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from gateway.redis_server import RedisServer
+from gateway.store.redis_server import RedisServer
 
 # Property tests count examples, not milliseconds: a loaded CI machine (or a benchmark running
 # beside the suite) must not turn a slow example into a failure.

@@ -1,5 +1,6 @@
 """The gateway's identity on the tap path: checks terminals' proofs and builds signed `auth`
-frames from decisions. Joins gateway.signing (keys, Ed25519) with gateway.protocol (bytes)."""
+frames from decisions. Joins gateway.keys.signing (keys, Ed25519) with gateway.wire.protocol
+(bytes)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Protocol
 from nacl.signing import VerifyKey
 
 from actors.card import TapRequest
-from gateway import protocol as wire
-from gateway.signing import GatewaySigner, verify_proof
+from gateway.keys.signing import GatewaySigner, verify_proof
+from gateway.wire import protocol as wire
 from policies import Decision
 
 #: Terminal public keys kept parsed in memory (parsing costs more than verifying a cached one).
@@ -19,7 +20,7 @@ MAX_CACHED_TERMINAL_KEYS = 50_000
 
 
 class LocalSigner:
-    """Signs in this process (tests, tools; the gateway normally uses gateway.keyholder)."""
+    """Signs in this process (tests, tools; the gateway normally uses gateway.keys.keyholder)."""
 
     def __init__(self, signer: GatewaySigner) -> None:
         self.key_id = signer.key_id

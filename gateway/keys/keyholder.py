@@ -9,7 +9,7 @@ length-prefixed batches, answered in order:
     request:  u32 length, then per message: u16 length + message bytes
     reply:    u32 length, then one 64-byte signature per message
 
-Every message must be an authorisation's canonical bytes (`gateway.protocol.auth_bytes`: it
+Every message must be an authorisation's canonical bytes (`gateway.wire.protocol.auth_bytes`: it
 starts with the AUTH domain line); anything else ends the key holder, so the key cannot be made
 to sign something of another kind. Signing is grouped like the store's commits: what
 is asked in one event-loop iteration goes out as one batch, and while a batch is being signed new
@@ -39,8 +39,8 @@ from typing import Final, cast
 import nacl.bindings
 
 from actors.card import SigningUnavailable
-from gateway.protocol import AUTH_DOMAIN
-from gateway.signing import SIGNATURE_BYTES, key_id_for, load_signing_key
+from gateway.keys.signing import SIGNATURE_BYTES, key_id_for, load_signing_key
+from gateway.wire.protocol import AUTH_DOMAIN
 
 #: Messages per batch sent to the key holder.
 MAX_BATCH: Final = 256
@@ -200,7 +200,7 @@ def _start_process(key_path: Path) -> tuple[socket.socket, subprocess.Popen[byte
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.keyholder", "--key", str(key_path),
+            [sys.executable, "-m", "gateway.keys.keyholder", "--key", str(key_path),
              "--fd", str(child.fileno())],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,

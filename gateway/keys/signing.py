@@ -19,7 +19,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from gateway.protocol import AuthFields, auth_bytes, proof_bytes
+from gateway.wire.protocol import AuthFields, auth_bytes, proof_bytes
 
 SIGNATURE_BYTES = nacl.bindings.crypto_sign_BYTES
 SEED_BYTES = nacl.bindings.crypto_sign_SEEDBYTES

@@ -16,15 +16,12 @@ from dataclasses import dataclass, field
 
 import anyio.lowlevel
 
-from gateway.store import (
+from actors.card_store import CardRecord, CardWrite, CommitResult, StoreUnavailable
+from gateway.store.interface import (
     JOURNAL_MAXLEN_PER_SHARD,
     NUM_SHARDS,
     RECENT_TAPS_PER_TERMINAL,
     TAP_RECORD_TTL_S,
-    CardRecord,
-    CardWrite,
-    CommitResult,
-    StoreUnavailable,
     TerminalProgress,
     TerminalRecord,
     check_journal_count,

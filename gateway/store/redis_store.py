@@ -14,8 +14,8 @@ Group commit: `commit()` encodes its write into two EVALSHA commands (the card-s
 and the terminal-slot progress script), queues them and awaits a future. One committer task sends
 everything queued (up to `max_batch` writes) as one pipeline, resolves the futures from the replies
 and immediately takes the next batch, so batches form while the previous round trip is in flight.
-The committer owns a dedicated lean connection (`gateway.redis_pipe`: replies parsed by hiredis in
-the protocol callback, no coroutine per reply); each batch as a whole is bounded by
+The committer owns a dedicated lean connection (`gateway.store.redis_pipe`: replies parsed by
+hiredis in the protocol callback, no coroutine per reply); each batch as a whole is bounded by
 `socket_timeout`. Card loads are group-fetched the same way on a second connection. A connection
 error or timeout fails the whole batch with `StoreUnavailable` (the write may or may not have been
 applied; a retry of the tap is deduplicated by the commit script). NOSCRIPT (Redis restarted or
@@ -41,19 +41,19 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.redis_pipe import RedisPipe, resp_command
-from gateway.redis_pipe import resp_bulk as _bulk
-from gateway.store import (
-    JOURNAL_MAXLEN_PER_SHARD,
-    NUM_SHARDS,
-    RECENT_TAPS_PER_TERMINAL,
-    TAP_RECORD_TTL_S,
+from actors.card_store import (
     CardRecord,
     CardWrite,
     CommitResult,
     StoreError,
     StoreOverloaded,
     StoreUnavailable,
+)
+from gateway.store.interface import (
+    JOURNAL_MAXLEN_PER_SHARD,
+    NUM_SHARDS,
+    RECENT_TAPS_PER_TERMINAL,
+    TAP_RECORD_TTL_S,
     TerminalProgress,
     TerminalRecord,
     TerminalStatus,
@@ -62,6 +62,8 @@ from gateway.store import (
     parse_journal_id,
     shard_of,
 )
+from gateway.store.redis_pipe import RedisPipe, resp_command
+from gateway.store.redis_pipe import resp_bulk as _bulk
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +356,7 @@ class RedisStore:
             decode_responses=False,
         )
         client = Redis(connection_pool=pool)
-        # The committer and the loader each own one lean connection (gateway.redis_pipe): a
+        # The committer and the loader each own one lean connection (gateway.store.redis_pipe): a
         # batch's replies arrive in order on it, each batch as a whole is bounded by
         # `socket_timeout`, and no pool checkout sits on the tap path.
         commit_pipe = RedisPipe(url, timeout=socket_timeout, connect_timeout=connect_timeout)

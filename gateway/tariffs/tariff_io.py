@@ -2,9 +2,10 @@
 
 This module owns the only file reads of the tariff: the JSON file (docs/tariff.md) and, when its
 `transit.gtfs.feed` names one, the GTFS Fares v2 feed folder, resolved relative to the tariff
-file (gateway/fares_io.py reads the feed). Everything else — validation, cross-checks between
-the city's rules and the feed — is the pure `Tariff.from_dict`. Any problem is a `TariffError`
-whose message starts with the file and names the field (or the feed's file, line and field).
+file (gateway/tariffs/fares_io.py reads the feed). Everything else — validation, cross-checks
+between the city's rules and the feed — is the pure `Tariff.from_dict`. Any problem is a
+`TariffError` whose message starts with the file and names the field (or the feed's file, line
+and field).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from gateway.fares_io import load_feed_dir
+from gateway.tariffs.fares_io import load_feed_dir
 from policies import Tariff
 from policies.gtfs import FareFeed, FeedError
 

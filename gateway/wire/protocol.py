@@ -5,7 +5,8 @@ bytes, with `"v": 1` and a `"type"`. This module owns the message types, their v
 (`decode_terminal_message`, hand-written for speed: a tap decodes in a few microseconds), their
 encoders (orjson `bytes`), the canonical bytes that are signed (`proof_bytes`, `auth_bytes`), the
 error codes, and the table of tap operations (`OPS`). `docs/protocol.md` is the vendor-facing
-description; its tables and test vectors are generated from here by `python -m gateway.vectors`.
+description; its tables and test vectors are generated from here by
+`python -m gateway.wire.vectors`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Protocol v1 test vectors and the generated parts of docs/protocol.md, from one source.
 
 Keys come from fixed seeds (sha256 of a label) and Ed25519 signatures are deterministic, so the
-vectors are reproducible. `python -m gateway.vectors` rewrites docs/test-vectors.json and the
+vectors are reproducible. `python -m gateway.wire.vectors` rewrites docs/test-vectors.json and the
 marked sections of docs/protocol.md (vectors, op table, error codes, decline reasons);
-`python -m gateway.vectors --check` exits 1 when either file is stale.
+`python -m gateway.wire.vectors --check` exits 1 when either file is stale.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 import nacl.signing
 import orjson
 
-from gateway import protocol as wire
-from gateway.signing import GatewaySigner, sign_proof
+from gateway.keys.signing import GatewaySigner, sign_proof
+from gateway.wire import protocol as wire
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DOC_PATH = REPO_ROOT / "docs" / "protocol.md"
 JSON_PATH = REPO_ROOT / "docs" / "test-vectors.json"
 
@@ -140,7 +140,7 @@ def build_vectors() -> dict[str, Any]:
     tampered = dict(approved["auth_fields"], amount=25)
     return {
         "protocol_version": wire.PROTOCOL_VERSION,
-        "generated_by": "python -m gateway.vectors",
+        "generated_by": "python -m gateway.wire.vectors",
         "gateway_key": {
             "seed_label": GATEWAY_SEED_LABEL,
             "seed_hex": gw_seed.hex(),
@@ -351,7 +351,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 def _markers(name: str) -> tuple[str, str]:
     return (
-        f"<!-- BEGIN GENERATED {name} (python -m gateway.vectors) -->",
+        f"<!-- BEGIN GENERATED {name} (python -m gateway.wire.vectors) -->",
         f"<!-- END GENERATED {name} -->",
     )
 
@@ -369,7 +369,7 @@ def update_document(text: str, vectors: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.vectors", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gateway.wire.vectors", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     vectors = build_vectors()
@@ -380,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = [p for p, text in wanted.items() if not p.exists() or p.read_text("utf-8") != text]
     if args.check:
         for p in stale:
-            print(f"stale: {p} (run python -m gateway.vectors)", file=sys.stderr)
+            print(f"stale: {p} (run python -m gateway.wire.vectors)", file=sys.stderr)
         return 1 if stale else 0
     for p in stale:
         p.write_text(wanted[p], encoding="utf-8")

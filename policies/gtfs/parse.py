@@ -3,7 +3,7 @@
 This module owns the order in which the files are loaded (each loader needs the ids the earlier
 ones defined), which files are required, the feed's version (feed_info.txt's feed_version, else a
 hash of the files read) and the indexes built once for the calculator. No file is opened here:
-the caller (gateway/fares_io.py) reads them and passes the text in.
+the caller (gateway/tariffs/fares_io.py) reads them and passes the text in.
 """
 
 from __future__ import annotations

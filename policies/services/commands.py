@@ -200,7 +200,7 @@ def command_from_tap(
     kinds the registered `network` names what the terminal serves: the car park of a parking
     terminal, the venue or facility of a venue turnstile, the merchant category of a retail
     till. A tap field of the same meaning (`facility`, `venue`, `category`) overrides it.
-    Whether `kind` may perform `op` at all is the caller's check (actors.terminal.KIND_OPS).
+    Whether `kind` may perform `op` at all is the caller's check (gateway.tap_commands.KIND_OPS).
     Numeric fields that are not ints (the wire decoder guarantees they are) give None.
     """
     if op == "purchase":

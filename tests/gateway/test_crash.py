@@ -12,9 +12,9 @@ from pathlib import Path
 
 import anyio
 
-from gateway.admin import gateway_keys
-from gateway.redis_server import free_port
-from gateway.redis_store import RedisStore
+from gateway.provisioning import gateway_keys
+from gateway.store.redis_server import free_port
+from gateway.store.redis_store import RedisStore
 from terminal_sim.auditor import Auditor, AuditReport, Seen
 from terminal_sim.driver import DriverResult, TapDriver
 from terminal_sim.fleet import OPENING_BALANCE, make_cards, make_fleet

@@ -16,11 +16,11 @@ from nacl.signing import SigningKey, VerifyKey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway import protocol as wire
-from gateway.admin import enroll_terminal, issue_card
 from gateway.config import GatewayConfig
+from gateway.keys.signing import sign_proof, verify_auth
+from gateway.provisioning import enroll_terminal, issue_card
 from gateway.server import Gateway, open_gateway
-from gateway.signing import sign_proof, verify_auth
+from gateway.wire import protocol as wire
 
 pytestmark = pytest.mark.anyio
 
@@ -350,7 +350,7 @@ async def test_silent_and_unauthenticated_connections_are_closed(redis_url: str,
 
 
 async def test_storage_down_during_hello_is_a_clear_error(redis_url: str, tmp_path: Path) -> None:
-    from gateway.redis_server import RedisServer
+    from gateway.store.redis_server import RedisServer
 
     server = RedisServer(data_dir=tmp_path / "private").start()
     config = GatewayConfig(port=0, redis_url=server.url, data_dir=tmp_path)
@@ -370,7 +370,7 @@ async def test_storage_down_during_hello_is_a_clear_error(redis_url: str, tmp_pa
 async def test_key_holder_death_costs_one_retry_at_most(gw: Gateway) -> None:
     """Kill the key holder: a tap meanwhile is refused `unavailable` (nothing charged) or, once
     a new key holder is up, approved; the retry of a refused tap id is approved once."""
-    from gateway.keyholder import KeyholderSigner
+    from gateway.keys.keyholder import KeyholderSigner
 
     signer = gw.authority.signer
     assert isinstance(signer, KeyholderSigner) and signer._proc is not None

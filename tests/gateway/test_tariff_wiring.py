@@ -15,8 +15,8 @@ import anyio
 import orjson
 import pytest
 
-from gateway.admin import enroll_terminal, issue_card
 from gateway.config import GatewayConfig
+from gateway.provisioning import enroll_terminal, issue_card
 from gateway.server import Gateway, open_gateway
 from tests.gateway.test_server import _key, authenticate, balance, verified
 from tests.policies.transit_helpers import ZONAL_FILES

@@ -1,7 +1,7 @@
 """`fares check` / `fares quote` and the feed directory loader, on the copied real feeds.
 
 The commands are driven through a parser built here with `add_fares_parser` (the way
-gateway/cli.py wires them in), and once end to end in a subprocess via `python -c`.
+ops/cli.py wires them in), and once end to end in a subprocess via `python -c`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.fares_cli import add_fares_parser
-from gateway.fares_io import load_feed_dir, read_feed_files
+from gateway.tariffs.fares_io import load_feed_dir, read_feed_files
+from ops.fares_cli import add_fares_parser
 from policies.gtfs import FeedError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,7 +123,7 @@ def test_quote_bad_leg_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[
 def test_end_to_end_in_a_subprocess() -> None:
     argv = ["fares", "quote", "--feed", str(MDOT), "--category", "sen"]
     argv += ["--medium", "charmcard_senior", "--leg", "11682,7500,7510,2021-03-02T08:00"]
-    code = f"import sys; from gateway.fares_cli import main; sys.exit(main({argv!r}))"
+    code = f"import sys; from ops.cli import main; sys.exit(main({argv!r}))"
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.card import CardActor, CardDeps, TapRequest
-from gateway.memory_store import MemoryStore
+from gateway.store.memory_store import MemoryStore
 from ops.settlement import (
     ClearingReport,
     SettlementError,

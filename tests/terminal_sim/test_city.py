@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.terminal import KIND_OPS
-from gateway.protocol import OPS
+from gateway.tap_commands import KIND_OPS
+from gateway.wire.protocol import OPS
 from terminal_sim.catalogue import load as load_catalogue
 from terminal_sim.city import City, build_city
 from terminal_sim.kinds import ACTIVITIES, KIND_ORDER, MOBILE_KINDS, resolve

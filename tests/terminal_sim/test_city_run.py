@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.redis_server import free_port
+from gateway.store.redis_server import free_port
 from terminal_sim.run import _stop, start_gateway_process
 
-CLI = [sys.executable, "-m", "gateway.cli", "sim"]
+CLI = [sys.executable, "-m", "ops.cli", "sim"]
 ENV = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
 LEGACY = ("taps_sent", "approved", "declined", "errors", "signature_failures", "taps_per_s",
           "p50_ms", "p99_ms", "p999_ms", "max_ms")

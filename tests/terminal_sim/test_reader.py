@@ -27,10 +27,10 @@ import orjson
 import pytest
 from nacl.signing import SigningKey
 
-from gateway.admin import enroll_terminal, gateway_keys, issue_card
 from gateway.config import GatewayConfig
+from gateway.keys.signing import trusted_keys
+from gateway.provisioning import enroll_terminal, gateway_keys, issue_card
 from gateway.server import Gateway, open_gateway
-from gateway.signing import trusted_keys
 from terminal_sim.card_app import personalise
 from terminal_sim.vcard import ATR, DEFAULT_PORT, VirtualCard
 
@@ -295,7 +295,7 @@ async def test_citycard_reader_cli(vpcd_reader: str, gw: Gateway, redis_url: str
     pub = next(iter(gateway_keys(redis_url).values()))
     with _vcard(personalise(CARD)):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "reader", "--url", gw.url,
+            sys.executable, "-m", "ops.cli", "reader", "--url", gw.url,
             "--terminal-id", SHOP, "--seed-hex", bytes(term_key(SHOP)).hex(),
             "--gateway-key", pub, "--reader", "Virtual PCD", "--op", "purchase",
             "--amount", "120", "--once", "--card-timeout", "20",

@@ -1,4 +1,4 @@
-"""`gateway.keyholder`: the key holder child process signs exactly what `GatewaySigner` would,
+"""`gateway.keys.keyholder`: the key holder child process signs exactly what `GatewaySigner` would,
 groups concurrent signatures into batches, refuses anything but authorisation bytes, survives
 being killed, and is gone once its signer is closed."""
 
@@ -17,10 +17,10 @@ import nacl.signing
 import pytest
 
 from actors.card import SigningUnavailable
-from gateway import keyholder
-from gateway.keyholder import KeyholderSigner, _sign_batch
-from gateway.protocol import AUTH_DOMAIN, AuthFields, auth_bytes, proof_bytes
-from gateway.signing import GatewaySigner, load_or_create_signing_key
+from gateway.keys import keyholder
+from gateway.keys.keyholder import KeyholderSigner, _sign_batch
+from gateway.keys.signing import GatewaySigner, load_or_create_signing_key
+from gateway.wire.protocol import AUTH_DOMAIN, AuthFields, auth_bytes, proof_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +43,7 @@ def _keyholder_children() -> list[int]:
         except OSError:
             continue
         state, ppid = stat.rpartition(")")[2].split()[:2]
-        if int(ppid) == me and state != "Z" and b"gateway.keyholder" in cmdline:
+        if int(ppid) == me and state != "Z" and b"gateway.keys.keyholder" in cmdline:
             pids.append(int(entry.name))
     return pids
 

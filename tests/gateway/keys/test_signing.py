@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from gateway.protocol import AuthFields
-from gateway.signing import (
+from gateway.keys.signing import (
     GatewaySigner,
     key_id_for,
     load_or_create_signing_key,
@@ -24,6 +23,7 @@ from gateway.signing import (
     verify_auth,
     verify_proof,
 )
+from gateway.wire.protocol import AuthFields
 
 CHALLENGE = "5a" * 32
 
@@ -75,7 +75,7 @@ def test_sign_verify_roundtrip(signer: GatewaySigner) -> None:
     assert verify_auth({signer.key_id: signer.verify_key}, fields, sig)
     # Deterministic, and identical to PyNaCl's high-level API.
     assert sig == signer.sign_auth(fields)
-    from gateway.protocol import auth_bytes
+    from gateway.wire.protocol import auth_bytes
 
     assert sig == signer.signing_key.sign(auth_bytes(fields)).signature.hex()
 

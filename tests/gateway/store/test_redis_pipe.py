@@ -1,5 +1,5 @@
-"""`gateway.redis_pipe.RedisPipe` against a real Redis: replies in order per batch, error replies
-as values, database selection and AUTH, outages, stalls and the URL forms it understands."""
+"""`gateway.store.redis_pipe.RedisPipe` against a real Redis: replies in order per batch, error
+replies as values, database selection and AUTH, outages, stalls and the URL forms it understands."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import hiredis
 import pytest
 import redis
 
-from gateway.redis_pipe import (
+from gateway.store.redis_pipe import (
     MAX_BATCHES_IN_FLIGHT,
     Endpoint,
     PipeError,
     RedisPipe,
     resp_command,
 )
-from gateway.redis_server import RedisServer
+from gateway.store.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -356,7 +356,7 @@ async def test_connection_closed_by_the_server_is_replaced(
 
 
 async def test_nothing_listening_is_a_pipe_error() -> None:
-    from gateway.redis_server import free_port
+    from gateway.store.redis_server import free_port
 
     pipe = new_pipe(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.5)
     with anyio.fail_after(2), pytest.raises(PipeError, match="cannot connect"):

@@ -9,19 +9,19 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from gateway.memory_store import MemoryStore
-from gateway.redis_store import RedisStore
-from gateway.store import (
+from actors.card_store import CardWrite
+from gateway.store.interface import (
     JOURNAL_READ_MAX,
     NUM_SHARDS,
     RECENT_TAPS_PER_TERMINAL,
-    CardWrite,
     Store,
     TerminalProgress,
     TerminalRecord,
     parse_journal_id,
     shard_of,
 )
+from gateway.store.memory_store import MemoryStore
+from gateway.store.redis_store import RedisStore
 
 KINDS = ["memory-asyncio", "memory-trio", "redis-asyncio"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.memory_store import MemoryStore
-from gateway.store import CardWrite, StoreUnavailable
+from actors.card_store import CardWrite, StoreUnavailable
+from gateway.store.memory_store import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

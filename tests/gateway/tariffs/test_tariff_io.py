@@ -1,24 +1,20 @@
 """Tariff files: loading (with the GTFS feed they name), refusing bad ones with the file named,
-`TariffHolder.reload()`, and `citycard tariff check`."""
+and `TariffHolder.reload()`."""
 
 from __future__ import annotations
 
-import io
 import shutil
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from gateway.cli import build_parser
-from gateway.server import TariffHolder, load_tariff
-from gateway.tariff_cli import cmd_tariff_check
-from gateway.tariff_io import TariffError, load_tariff_file
+from gateway.tariffs.holder import TariffHolder, load_tariff
+from gateway.tariffs.tariff_io import TariffError, load_tariff_file
 from policies import default_tariff
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CITY = REPO / "tariffs" / "city-2026.json"
 CTRAN_DIR = REPO / "tests" / "data" / "gtfs" / "ctran-fares-v2"
 
@@ -108,20 +104,3 @@ def test_reload_swaps_a_valid_tariff_and_keeps_the_old_one_otherwise(
     assert "tariff reload refused, keeping city-2026.3" in caplog.text
     with pytest.raises(TariffError, match="no tariff file"):
         TariffHolder(default_tariff()).reload()
-
-
-def test_tariff_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = io.StringIO()
-    assert cmd_tariff_check(Namespace(file=str(CITY)), out) == 0
-    text = out.getvalue()
-    assert "tariff: version city-2026.2, currency USD" in text
-    assert "GTFS feed: gtfs/ctran-fares-v2 = ctran-fares-v2 version 20250914-20260110" in text
-    assert "adult-day: daily 5.00 USD for adult" in text
-    assert "TOURIST-48H" in text and "one entry each: museum-city" in text
-    assert "GTFS legs after 2026-01-10 are declined" in text  # a warning, still valid
-    bad = write(tmp_path / "bad.json", {"version": "x"})
-    assert cmd_tariff_check(Namespace(file=str(bad)), io.StringIO()) == 1
-    assert "invalid tariff" in capsys.readouterr().err
-    # Wired into the main parser.
-    args = build_parser().parse_args(["tariff", "check", str(CITY)])
-    assert args.func is cmd_tariff_check

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import protocol as wire
-from gateway.protocol import (
+from gateway.wire import protocol as wire
+from gateway.wire.protocol import (
     AuthFields,
     Heartbeat,
     Hello,

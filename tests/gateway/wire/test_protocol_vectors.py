@@ -12,9 +12,9 @@ import orjson
 import pytest
 from nacl.signing import SigningKey, VerifyKey
 
-from gateway import protocol as wire
-from gateway import vectors
-from gateway.signing import key_id_for, trusted_keys, verify_auth, verify_proof
+from gateway.keys.signing import key_id_for, trusted_keys, verify_auth, verify_proof
+from gateway.wire import protocol as wire
+from gateway.wire import vectors
 
 DOC = vectors.DOC_PATH.read_text(encoding="utf-8")
 PUBLISHED: dict[str, Any] = json.loads(vectors.JSON_PATH.read_text(encoding="utf-8"))
@@ -26,7 +26,7 @@ def test_json_matches_a_fresh_computation() -> None:
 
 def test_doc_generated_sections_are_current() -> None:
     assert vectors.update_document(DOC, vectors.build_vectors()) == DOC, (
-        "docs/protocol.md is stale: run python -m gateway.vectors"
+        "docs/protocol.md is stale: run python -m gateway.wire.vectors"
     )
 
 

@@ -1,4 +1,4 @@
-"""`gateway.ws_server` over real sockets on 127.0.0.1: websockets' own client (and raw streams
+"""`gateway.wire.ws_server` over real sockets on 127.0.0.1: websockets' own client (and raw streams
 for bytes no websocket client would send) against `WsServer` / `WsConnection`."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Frame, Opcode
 
-from gateway import ws_server
-from gateway.ws_server import WsConnection, WsServer
+from gateway.wire import ws_server
+from gateway.wire.ws_server import WsConnection, WsServer
 
 pytestmark = pytest.mark.anyio
 

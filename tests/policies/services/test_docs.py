@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from gateway import protocol as wire
+from gateway.wire import protocol as wire
 from policies import reasons
 from policies.services.commands import SERVICE_OPS
 from policies.services.tariff import ServicesTariff

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from actors.terminal import KIND_OPS, _command_for
-from gateway import protocol as wire
-from gateway.store import TerminalRecord
+from gateway.store.interface import TerminalRecord
+from gateway.tap_commands import KIND_OPS, command_for
+from gateway.wire import protocol as wire
 from policies import Decision, Purchase, reasons
 from policies.services.commands import (
     SERVICE_OPS,
@@ -99,7 +99,7 @@ def test_every_service_op_is_on_the_wire_and_allowed_somewhere() -> None:
 def test_taps_become_service_commands(
     kind: str, network: str, op: str, fields: dict[str, object], expected: object
 ) -> None:
-    assert _command_for(terminal(kind, network), tap(op, **fields)) == expected
+    assert command_for(terminal(kind, network), tap(op, **fields)) == expected
 
 
 def test_a_kind_may_only_do_its_own_ops() -> None:
@@ -110,7 +110,7 @@ def test_a_kind_may_only_do_its_own_ops() -> None:
         ("gate", "recycle", {"material": "pet", "weight_g": 1}),
         ("recycling", "reward_credit", {"hours": 1}),
     ):
-        decision = _command_for(terminal(kind), tap(op, **fields))
+        decision = command_for(terminal(kind), tap(op, **fields))
         assert isinstance(decision, Decision)
         assert decision.reason == reasons.UNSUPPORTED_OPERATION
 

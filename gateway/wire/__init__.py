@@ -1,0 +1,2 @@
+"""The terminal wire protocol (one module, `protocol`), its websocket transport and its test
+vectors."""

@@ -1,0 +1,80 @@
+"""`citycard keys ...` and `citycard cards ...`: the gateway's signing key, terminal enrolment
+and revocation, card issue, inspection and blocking, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import anyio
+import orjson
+import redis.asyncio as aredis
+from nacl.signing import SigningKey
+
+from gateway.keys.signing import key_id_for, load_or_create_signing_key
+from gateway.provisioning import block_card, enroll_terminal, issue_card
+from gateway.store.redis_store import RedisStore
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    cmd = args.keys_command
+    if cmd in ("generate", "show"):
+        key = load_or_create_signing_key(Path(args.data_dir) / "keys" / "gateway.key")
+        pub = bytes(key.verify_key).hex()
+        print(f"key_id={key_id_for(bytes(key.verify_key))} public_key={pub}")
+        return 0
+
+    async def run() -> None:
+        async with RedisStore.connect(args.redis_url) as store:
+            if cmd == "revoke":
+                rec = await store.get_terminal(args.terminal_id)
+                if rec is None:
+                    raise SystemExit(f"unknown terminal {args.terminal_id}")
+                await store.put_terminal(dataclasses.replace(rec, status="revoked"))
+                print(f"revoked {args.terminal_id}")
+                return
+            if cmd == "new-terminal":
+                key = SigningKey.generate()
+                pub = bytes(key.verify_key).hex()
+                print(f"terminal_id={args.terminal_id} seed={bytes(key).hex()} public_key={pub}")
+            else:
+                if not args.public_key:
+                    raise SystemExit("register needs --public-key HEX")
+                pub = args.public_key
+            await enroll_terminal(
+                store,
+                args.terminal_id,
+                pub,
+                kind=args.kind,
+                operator=args.operator,
+                network=args.network,
+                location=args.location,
+            )
+            print(f"registered {args.terminal_id} ({args.kind}, {args.operator})")
+
+    anyio.run(run)
+    return 0
+
+
+def cards_command(args: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with RedisStore.connect(args.redis_url) as store:
+            if args.cards_command == "issue":
+                await issue_card(store, args.card, balance=args.balance, category=args.category)
+                print(f"issued {args.card} balance={args.balance}")
+                return
+            if args.cards_command == "block":
+                client = aredis.Redis.from_url(args.redis_url)
+                try:
+                    if not await block_card(client, args.card):
+                        raise SystemExit(f"unknown card {args.card}")
+                finally:
+                    await client.aclose()
+            rec = await store.load_card(args.card)
+            if rec is None:
+                raise SystemExit(f"unknown card {args.card}")
+            print(orjson.dumps({"version": rec.version, **orjson.loads(rec.state)}).decode())
+
+    anyio.run(run)
+    return 0
