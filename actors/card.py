@@ -39,6 +39,8 @@ class TapRequest:
     tap_hash: str
     command: Command
     now_ms: int
+    #: the terminal's registered kind (gate, bus, retail, ...), for the journal
+    kind: str
 
     # Built once per tap: stores through the slots (policies._slots) rather than the frozen
     # dataclass __init__'s per-field object.__setattr__.
@@ -52,6 +54,7 @@ class TapRequest:
         tap_hash: str,
         command: Command,
         now_ms: int,
+        kind: str = "",
     ) -> None:
         s = _TAP_REQUEST
         s[0](self, terminal_id)
@@ -62,6 +65,7 @@ class TapRequest:
         s[5](self, tap_hash)
         s[6](self, command)
         s[7](self, now_ms)
+        s[8](self, kind)
 
 
 _TAP_REQUEST: Final = slot_setters(TapRequest)
@@ -132,7 +136,9 @@ def decode_tap_record(record: bytes) -> tuple[str, bytes]:
 
 
 def journal_entry(req: TapRequest, outcome: Outcome) -> dict[str, str | int]:
-    """The journal fields of a decided tap (the store adds card, terminal, tap id, version)."""
+    """The journal fields of a decided tap (the store adds card, terminal, tap id, version):
+    when, who is owed, the decision, the terminal's kind, and the stop and route of a transit
+    tap."""
     d = outcome.decision
     entry: dict[str, str | int] = {
         "time": req.now_ms,
@@ -145,6 +151,15 @@ def journal_entry(req: TapRequest, outcome: Outcome) -> dict[str, str | int]:
         "product": d.product,
         "tariff": d.tariff_version,
     }
+    if req.kind:
+        entry["kind"] = req.kind
+    # Where a transit tap happened, for ridership per line and stop and the fare exports.
+    stop = getattr(req.command, "stop", None)
+    if stop:
+        entry["stop"] = stop
+    route = getattr(req.command, "route", None)
+    if route:
+        entry["route"] = route
     if outcome.events:
         entry["events"] = orjson.dumps([e.to_dict() for e in outcome.events]).decode()
     return entry

@@ -232,6 +232,7 @@ class TerminalSession:
                 tap_hash=tap_hash,
                 command=NO_COMMAND,
                 now_ms=now,
+                kind=term.kind,
             )
             try:
                 frame = await self._deps.auth.signed_decline(req, command, now)
@@ -253,6 +254,7 @@ class TerminalSession:
             tap_hash=tap_hash,
             command=command,
             now_ms=now,
+            kind=term.kind,
         )
         try:
             reply = await self._deps.cards.ask(tap.card, req, timeout=TAP_TIMEOUT_S)
