@@ -363,6 +363,16 @@ class ActorRegistry(Generic[K, M, R]):
         """Actors in memory, including any whose passivation is in progress."""
         return len(self._active) + len(self._idle) + len(self._doomed)
 
+    @property
+    def mailbox_depth(self) -> int:
+        """Messages waiting in mailboxes now (only actors with work have one)."""
+        return sum(len(slot.mailbox) for slot in self._active.values())
+
+    @property
+    def busy(self) -> int:
+        """Actors with work now: messages waiting or being handled, or a passivation."""
+        return len(self._active)
+
     def stats(self) -> dict[str, int]:
         """Counters since the registry was created, plus the current ``resident`` gauge.
 

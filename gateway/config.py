@@ -4,12 +4,18 @@ data (embedded Redis, keys) lives. Defaults are what `citycard serve` runs with.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("CITYCARD_DATA_DIR", "var"))
+
+
+def default_gateway_id() -> str:
+    """This process's name in the control room: host and process id."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,13 @@ class GatewayConfig:
     signer: str = "keyholder"
     #: Seconds between two lines of operating figures on stdout (0: none).
     stats_interval_s: float = 60.0
+    #: Name of this process in the control room's views (default: host and pid).
+    gateway_id: str = field(default_factory=default_gateway_id)
+    #: Port of `/metrics`, `/healthz` and `/readyz` (0: any free one; None: not served).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    #: Report figures and connected terminals to Redis for the control room (gateway.presence).
+    report_presence: bool = True
 
     def __post_init__(self) -> None:
         if self.signer not in ("keyholder", "local"):

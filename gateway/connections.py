@@ -1,11 +1,14 @@
-"""The live terminal connections of one gateway process, by terminal id."""
+"""The live terminal connections of one gateway process, by terminal id: claiming a terminal
+id, finding idle ones, pushing deny list changes to all, closing a revoked terminal's."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from gateway.deny_list import DenyList
 from gateway.session import Phase, TerminalSession
+from gateway.wire import protocol as wire
 from gateway.wire.ws_server import WsConnection
 
 
@@ -72,3 +75,45 @@ class Connections:
 
     def __len__(self) -> int:
         return len(self._ws)
+
+    @property
+    def ready(self) -> int:
+        """Authenticated terminals."""
+        return len(self._by_id)
+
+    def terminals(self) -> list[TerminalSession]:
+        """The authenticated sessions now."""
+        return [c.session for c in self._by_id.values()]
+
+    async def push_deny(self, deny: DenyList) -> None:
+        """Bring every authenticated terminal's deny list to `deny.version`, at once, without
+        waiting on any one terminal: a terminal whose connection is not writable now is left
+        behind and caught up by its own session later (after its next heartbeat)."""
+        version = deny.version
+        by_base: dict[int, list[bytes]] = {}
+        for conn in list(self._by_id.values()):
+            session = conn.session
+            base = session.deny_version
+            if base == version or session.phase is not Phase.READY:
+                continue
+            frames = by_base.get(base)
+            if frames is None:
+                frames = by_base[base] = await deny.frames_for(base)
+            if deny.version != version:
+                return  # overtaken by the next change: its own push continues from here
+            if all(conn.ws.send_nowait(f) for f in frames):
+                session.deny_version = version
+
+    def revoke(self, terminal_id: str) -> bool:
+        """Close the terminal's connection now, telling it why; False if it is not here."""
+        held = self._by_id.get(terminal_id)
+        if held is None:
+            return False
+        held.ws.send_nowait(
+            wire.encode_error(
+                wire.TERMINAL_REVOKED, f"terminal {terminal_id} is revoked", fatal=True
+            )
+        )
+        held.session.close()
+        held.ws.start_close(1008, "terminal revoked")
+        return True

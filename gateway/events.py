@@ -36,6 +36,15 @@ class EventBus:
         self._subs: list[Subscription] = []
         self.published = 0
 
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    @property
+    def dropped(self) -> int:
+        """Entries dropped for the current subscribers."""
+        return sum(sub.dropped for sub in self._subs)
+
     def subscribe(self) -> Subscription:
         if len(self._subs) >= MAX_SUBSCRIBERS:
             raise RuntimeError(f"at most {MAX_SUBSCRIBERS} subscribers")

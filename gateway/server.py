@@ -17,16 +17,23 @@ from dataclasses import dataclass
 
 import anyio
 import orjson
+from redis.asyncio import Redis
 
 from actors.card import CardActor, CardDeps, TapReply, TapRequest
 from actors.runtime import ActorRegistry
 from gateway.config import GatewayConfig
 from gateway.connections import Connections, now_ms
+from gateway.control import ControlPlane
+from gateway.deny_list import DenyList
 from gateway.events import EventBus
 from gateway.gc_monitor import GcMonitor
+from gateway.health_http import health_app
+from gateway.http_server import serve_http
 from gateway.keys.authority import AuthSigner, GatewayAuthority, LocalSigner
 from gateway.keys.keyholder import KeyholderSigner
 from gateway.keys.signing import GatewaySigner, load_or_create_signing_key
+from gateway.metrics import MetricSources, TapMetrics
+from gateway.presence import PresenceReporter
 from gateway.provisioning import publish_gateway_key
 from gateway.session import SessionDeps, TerminalSession
 from gateway.store.redis_server import RedisServer
@@ -50,6 +57,11 @@ class Gateway:
     tariff: TariffHolder
     redis_url: str
     connections: Connections
+    deny: DenyList
+    control: ControlPlane
+    taps: TapMetrics
+    #: the port of /metrics, /healthz and /readyz (None: not served)
+    metrics_port: int | None = None
 
     @property
     def port(self) -> int:
@@ -110,6 +122,13 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
         )
         await stack.enter_async_context(cards)
         connections = Connections(stale_after_ms=config.heartbeat_s * config.idle_heartbeats * 1000)
+        # The operator-facing side gets its own Redis connections: none of it queues behind taps.
+        control_client = Redis.from_url(store_url)
+        stack.push_async_callback(control_client.aclose)
+        deny = DenyList(authority, now_ms)
+        control = ControlPlane(control_client, deny, connections, tariff, config.gateway_id)
+        await control.start()
+        taps = TapMetrics()
         deps = SessionDeps(
             store=store,
             cards=cards,
@@ -118,6 +137,8 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             now_ms=now_ms,
             new_challenge=lambda: os.urandom(32),
             heartbeat_s=config.heartbeat_s,
+            deny=deny,
+            metrics=taps,
         )
 
         async def handler(ws: WsConnection) -> None:
@@ -156,15 +177,101 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             tariff=tariff,
             redis_url=redis_url,
             connections=connections,
+            deny=deny,
+            control=control,
+            taps=taps,
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(_reap_idle, gw)
+            tg.start_soon(control.run)
             if config.tariff_path is not None:
                 tg.start_soon(reload_tariff_on_sighup, tariff)
+            if config.report_presence:
+                reporter = PresenceReporter(
+                    control_client,
+                    config.gateway_id,
+                    gw.url,
+                    taps,
+                    store.write_latency,
+                    connections.terminals,
+                    lambda: _presence_figures(gw),
+                )
+                tg.start_soon(reporter.run)
+            if config.metrics_port is not None:
+                app = health_app(_metric_sources(gw), _readiness_checks(gw))
+                gw.metrics_port = await tg.start(
+                    serve_http, app, config.metrics_host, config.metrics_port
+                )
             try:
                 yield gw
             finally:
                 tg.cancel_scope.cancel()
+
+
+def _presence_figures(gw: Gateway) -> dict[str, int | float | str]:
+    store = gw.store.stats
+    return {
+        "connections": len(gw.connections),
+        "terminals": gw.connections.ready,
+        "resident": gw.cards.resident,
+        "mailbox_depth": gw.cards.mailbox_depth,
+        "mean_batch": round(store.mean_batch, 2),
+        "failed_batches": store.failed_batches,
+        "deny_version": gw.deny.version,
+        "tariff": gw.tariff.current.version,
+    }
+
+
+def _metric_sources(gw: Gateway) -> MetricSources:
+    def store_stats() -> dict[str, float]:
+        st = gw.store.stats
+        return {
+            "batches": st.batches,
+            "writes": st.writes,
+            "mean_batch": st.mean_batch,
+            "failed_batches": st.failed_batches,
+        }
+
+    def actors() -> dict[str, int]:
+        return {
+            "resident": gw.cards.resident,
+            "busy": gw.cards.busy,
+            "mailbox_depth": gw.cards.mailbox_depth,
+            "activations": gw.cards.stats()["activations"],
+        }
+
+    return MetricSources(
+        taps=gw.taps,
+        store_latency=gw.store.write_latency,
+        store_stats=store_stats,
+        actors=actors,
+        connections=lambda: {"open": len(gw.connections), "ready": gw.connections.ready},
+        events=lambda: {"subscribers": gw.events.subscribers, "dropped": gw.events.dropped},
+        signer=gw.authority.signer.stats,
+        deny_version=lambda: gw.deny.version,
+    )
+
+
+#: What /readyz asks the signer to sign: auth-shaped, so the key holder accepts it.
+_SIGNER_PROBE = b"citycard-auth-v1\nreadiness-probe\n"
+#: Seconds each readiness probe may take.
+READY_PROBE_TIMEOUT_S = 1.0
+
+
+def _readiness_checks(gw: Gateway) -> dict[str, Callable[[], Awaitable[bool]]]:
+    async def redis_ok() -> bool:
+        return await gw.store.ping(READY_PROBE_TIMEOUT_S)
+
+    async def signer_ok() -> bool:
+        with anyio.move_on_after(READY_PROBE_TIMEOUT_S):
+            try:
+                await gw.authority.signer.sign(_SIGNER_PROBE)
+                return True
+            except Exception:
+                return False
+        return False
+
+    return {"redis": redis_ok, "signer": signer_ok}
 
 
 async def _reap_idle(gw: Gateway) -> None:

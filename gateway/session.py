@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Protocol
 from actors.card import SigningUnavailable, TapReply, TapRequest
 from actors.card_store import StoreUnavailable
 from actors.runtime import ActorRegistry, ActorUnavailable, MailboxFull, Overloaded
+from gateway.deny_list import DenyList
+from gateway.metrics import TapMetrics
 from gateway.store.interface import TerminalProgress, TerminalRecord
 from gateway.tap_commands import NO_COMMAND, command_for
 from gateway.wire import protocol as wire
@@ -74,6 +77,9 @@ class SessionDeps:
     now_ms: Callable[[], int]
     new_challenge: Callable[[], bytes]
     heartbeat_s: int = 15
+    #: the deny list sent to terminals after `welcome` (None: no deny list frames)
+    deny: DenyList | None = None
+    metrics: TapMetrics | None = None
 
 
 class TerminalSession:
@@ -90,6 +96,10 @@ class TerminalSession:
         self.connected_ms = self.last_activity_ms = deps.now_ms()
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.stats = {"taps": 0, "errors": 0}
+        #: deny list version the terminal holds (said in `hello`, then what it was sent)
+        self.deny_version = 0
+        # (result, reason) of the tap being answered, for the metrics
+        self._outcome = ("error", "")
 
     async def _error(
         self,
@@ -101,6 +111,7 @@ class TerminalSession:
         tap_id: str | None = None,
     ) -> bool:
         self.stats["errors"] += 1
+        self._outcome = ("error", code)
         fatal = fatal or wire.is_fatal(code, authenticated=self.phase is Phase.READY)
         await self._send(wire.encode_error(code, message, fatal=fatal, seq=seq, tap_id=tap_id))
         if fatal:
@@ -123,6 +134,10 @@ class TerminalSession:
             if self.phase is not Phase.READY:
                 return await self._error("not_authenticated", "heartbeat before authentication")
             await self._send(wire.encode_heartbeat_ack(msg.t, self._deps.now_ms()))
+            deny = self._deps.deny
+            if deny is not None and self.deny_version != deny.version:
+                # A push found this connection not writable: catch up now.
+                await self._send_deny(deny)
             return True
         try:
             if isinstance(msg, wire.Hello):
@@ -147,6 +162,7 @@ class TerminalSession:
                 "terminal_revoked", f"terminal {msg.terminal_id} is revoked", fatal=True
             )
         self.terminal = rec
+        self.deny_version = msg.deny_version
         self._challenge_hex = self._deps.new_challenge().hex()
         self.phase = Phase.AWAIT_PROOF
         await self._send(
@@ -187,7 +203,16 @@ class TerminalSession:
                 term.terminal_id, self.last_seq, self._deps.auth.key_id, self._deps.heartbeat_s
             )
         )
+        if self._deps.deny is not None:
+            await self._send_deny(self._deps.deny)
         return True
+
+    async def _send_deny(self, deny: DenyList) -> None:
+        """Send what brings the terminal's deny list to the current version."""
+        version = deny.version
+        for frame in await deny.frames_for(self.deny_version):
+            await self._send(frame)
+        self.deny_version = version
 
     def _note_tap(self, tap_id: str, card: str, tap_hash: str) -> None:
         self._recent[tap_id] = (card, tap_hash)
@@ -196,6 +221,17 @@ class TerminalSession:
             self._recent.popitem(last=False)
 
     async def _on_tap(self, tap: wire.Tap) -> bool:
+        metrics = self._deps.metrics
+        if metrics is None:
+            return await self._tap(tap)
+        started = time.perf_counter()
+        go_on = await self._tap(tap)
+        result, reason = self._outcome
+        kind = self.terminal.kind if self.terminal is not None else ""
+        metrics.observe(kind, result, reason, time.perf_counter() - started)
+        return go_on
+
+    async def _tap(self, tap: wire.Tap) -> bool:
         if self.phase is not Phase.READY or self.terminal is None:
             return await self._error(
                 "not_authenticated", "tap before authentication", seq=tap.seq, tap_id=tap.tap_id
@@ -243,6 +279,7 @@ class TerminalSession:
                     seq=tap.seq,
                     tap_id=tap.tap_id,
                 )
+            self._outcome = ("declined", command.reason)
             await self._send(frame)
             return True
         req = TapRequest(
@@ -286,6 +323,11 @@ class TerminalSession:
                 seq=tap.seq,
                 tap_id=tap.tap_id,
             )
+        d = reply.decision
+        if d is None:
+            self._outcome = ("duplicate", "")
+        else:
+            self._outcome = ("approved" if d.approved else "declined", d.reason)
         await self._send(reply.frame)
         return True
 

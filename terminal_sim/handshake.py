@@ -20,10 +20,12 @@ async def authenticate(
     conn: WsConnection,
     terminal_id: str,
     key: SigningKey,
+    deny_version: int = 0,
 ) -> dict[str, Any]:
     """Prove `terminal_id` holds `key`; returns the gateway's `welcome` (with `last_seq` and
-    `heartbeat_s`). Raises ConnectionError when the gateway answers anything else."""
-    conn.send_text(wire.encode_hello(terminal_id))
+    `heartbeat_s`). Raises ConnectionError when the gateway answers anything else.
+    `deny_version` is the deny list version the terminal holds (see `deny_holder`)."""
+    conn.send_text(wire.encode_hello(terminal_id, deny_version))
     challenge = wire.decode_gateway_message(
         await asyncio.wait_for(conn.recv(), HANDSHAKE_STEP_TIMEOUT_S)
     )

@@ -29,6 +29,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from gateway.keys.signing import verify_auth
 from gateway.wire import protocol as wire
+from terminal_sim.deny_holder import DenyHolder
 from terminal_sim.handshake import authenticate
 from terminal_sim.wsclient import HandshakeError, WsClosed, WsConnection, connect
 
@@ -162,6 +163,7 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         self.reconnecting = False
         self.heartbeat_s = float(wire.DEFAULT_HEARTBEAT_S)
         self.last_sent = 0.0
+        self.deny = DenyHolder()
 
     # ------------------------------------------------------------------ hooks
 
@@ -200,6 +202,9 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         """Called once the handshake is done, before `conn` is adopted; may abort it and
         raise."""
 
+    def _deny_updated(self, version: int) -> None:
+        """The terminal's deny list reached `version` (verified)."""
+
     def _offline(self) -> bool:
         """Whether the terminal has no network now (no reconnect attempts meanwhile)."""
         return False
@@ -214,7 +219,9 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         d = self.driver
         conn = await connect(d.host, d.port, d.path, max_frame=wire.MAX_FRAME_BYTES * 16)
         try:
-            welcome = await authenticate(conn, self.t.terminal_id, self.t.signing_key)
+            welcome = await authenticate(
+                conn, self.t.terminal_id, self.t.signing_key, self.deny.version
+            )
         except BaseException:
             conn.abort()
             raise
@@ -226,6 +233,8 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         conn.on_close = self._on_close
         self.conn = conn
         self.ready = True
+        for payload in conn.take_queued():  # what the gateway sent right after `welcome`
+            self._on_message(payload)
         for tap in list(self.pending.values()):
             self._send(tap)
 
@@ -266,6 +275,12 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
             self._on_auth(msg)
         elif mtype == wire.ERROR:
             self._on_error(msg)
+        elif mtype == wire.DENY_LIST:
+            if self.deny.receive(msg, self.driver.gateway_keys):
+                self._deny_updated(self.deny.version)
+            elif self.deny.bad_signatures:
+                self.driver.result.signature_failures += self.deny.bad_signatures
+                self.deny.bad_signatures = 0
 
     def _on_auth(self, msg: dict[str, Any]) -> None:
         d = self.driver

@@ -190,6 +190,13 @@ class WsConnection(asyncio.Protocol):
             self._drain_waiters.append(fut)
             await fut
 
+    def take_queued(self) -> list[bytes]:
+        """The messages queued for `recv()` and not read yet (e.g. what followed a handshake
+        answer), removed from the queue: hand them to `on_message` after setting it."""
+        queued = list(self._queue)
+        self._queue.clear()
+        return queued
+
     async def recv(self) -> bytes:
         """The next message's payload; raises :class:`WsClosed` once closed and drained."""
         if self.on_message is not None:

@@ -102,3 +102,35 @@ class GatewayAuthority:
         return wire.encode_auth(fields, sig.hex(), detail)
 
     signed_decline = auth_frame
+
+    async def deny_frames(
+        self,
+        list_version: int,
+        base_version: int,
+        add: list[str],
+        remove: list[str],
+        gateway_time: int,
+    ) -> list[bytes]:
+        """Signed `deny_list` frames: a delta (`base_version` > 0; `add` and `remove` fit one
+        frame) or, with `base_version` 0, the whole list in as many parts as it needs."""
+        if base_version:
+            if len(add) > wire.DENY_PART_MAX_CARDS or len(remove) > wire.DENY_PART_MAX_CARDS:
+                raise ValueError("a delta frame holds at most DENY_PART_MAX_CARDS cards each way")
+            pieces = [(tuple(add), tuple(remove))]
+        else:
+            pieces = [(part, ()) for part in wire.deny_parts(add)]
+        fields = [
+            wire.DenyFields(
+                key_id=self._signer.key_id,
+                list_version=list_version,
+                base_version=base_version,
+                part=i,
+                parts=len(pieces),
+                gateway_time=gateway_time,
+                add=a,
+                remove=r,
+            )
+            for i, (a, r) in enumerate(pieces, start=1)
+        ]
+        sigs = [await self._signer.sign(wire.deny_bytes(f)) for f in fields]
+        return [wire.encode_deny_list(f, sig.hex()) for f, sig in zip(fields, sigs, strict=True)]

@@ -9,9 +9,10 @@ length-prefixed batches, answered in order:
     request:  u32 length, then per message: u16 length + message bytes
     reply:    u32 length, then one 64-byte signature per message
 
-Every message must be an authorisation's canonical bytes (`gateway.wire.protocol.auth_bytes`: it
-starts with the AUTH domain line); anything else ends the key holder, so the key cannot be made
-to sign something of another kind. Signing is grouped like the store's commits: what
+Every message must be the canonical bytes of an authorisation or of a deny list frame
+(`gateway.wire.protocol.auth_bytes` / `deny_bytes`: they start with the AUTH or DENY domain
+line); anything else ends the key holder, so the key cannot be made to sign something of
+another kind. Signing is grouped like the store's commits: what
 is asked in one event-loop iteration goes out as one batch, and while a batch is being signed new
 messages queue and go out together when its reply comes back.
 
@@ -40,13 +41,14 @@ import nacl.bindings
 
 from actors.card import SigningUnavailable
 from gateway.keys.signing import SIGNATURE_BYTES, key_id_for, load_signing_key
-from gateway.wire.protocol import AUTH_DOMAIN
+from gateway.wire.protocol import AUTH_DOMAIN, SIGNED_DOMAINS
 
 #: Messages per batch sent to the key holder.
 MAX_BATCH: Final = 256
 #: Signatures waiting (queued or in flight); more are refused with SigningUnavailable.
 MAX_PENDING: Final = 10_000
-#: Largest message the key holder signs (an authorisation's canonical bytes are far smaller).
+#: Largest message the key holder signs (an authorisation's canonical bytes are far smaller; a
+#: full deny list part stays under it).
 MAX_MESSAGE_BYTES: Final = 4096
 #: Key holder starts allowed per minute before signing is refused.
 MAX_RESTARTS_PER_MIN: Final = 10
@@ -58,6 +60,8 @@ START_TIMEOUT_S: Final = 10.0
 SIGN_TIMEOUT_S: Final = 2.0
 
 _AUTH_PREFIX: Final = (AUTH_DOMAIN + "\n").encode("ascii")
+#: A request must start with one of these (authorisations and deny lists, nothing else).
+_SIGNED_PREFIXES: Final = tuple((d + "\n").encode("ascii") for d in SIGNED_DOMAINS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,8 +75,8 @@ def _sign_batch(payload: bytes, secret: bytes) -> bytes:
     while i < end:
         n = int.from_bytes(payload[i : i + 2], "big")
         message = payload[i + 2 : i + 2 + n]
-        if len(message) != n or not message.startswith(_AUTH_PREFIX):
-            raise ValueError("not an authorisation")
+        if len(message) != n or not message.startswith(_SIGNED_PREFIXES):
+            raise ValueError("not an authorisation or deny list")
         sigs.append(nacl.bindings.crypto_sign(message, secret)[:SIGNATURE_BYTES])
         i += 2 + n
     return b"".join(sigs)
@@ -249,9 +253,10 @@ class KeyholderSigner:
             signer.close()
 
     async def sign(self, message: bytes) -> bytes:
-        """The 64-byte Ed25519 signature of `message` (an authorisation's canonical bytes)."""
-        if len(message) > MAX_MESSAGE_BYTES or not message.startswith(_AUTH_PREFIX):
-            raise ValueError("the key holder signs authorisation bytes only")
+        """The 64-byte Ed25519 signature of `message` (an authorisation's or a deny list's
+        canonical bytes)."""
+        if len(message) > MAX_MESSAGE_BYTES or not message.startswith(_SIGNED_PREFIXES):
+            raise ValueError("the key holder signs authorisation and deny list bytes only")
         if self._closed:
             raise SigningUnavailable("signer is closed")
         if len(self._pending) >= MAX_PENDING:

@@ -1,6 +1,7 @@
 """Ed25519 signing for protocol v1: gateway authorisations, terminal proofs, key files.
 
-The gateway signs `protocol.auth_bytes` for every tap (`GatewaySigner.sign_auth`); a terminal
+The gateway signs `protocol.auth_bytes` for every tap (`GatewaySigner.sign_auth`) and
+`protocol.deny_bytes` for every deny list frame (`verify_deny` checks one); a terminal
 signs `protocol.proof_bytes` to authenticate (`sign_proof` / `verify_proof`). A gateway key is
 named by its key id, `"k"` + the first 8 bytes of sha256(public key) in hex. Keys rotate by adding
 a new key id: terminals keep a small set of trusted gateway public keys (`trusted_keys`) and
@@ -19,7 +20,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from gateway.wire.protocol import AuthFields, auth_bytes, proof_bytes
+from gateway.wire.protocol import AuthFields, DenyFields, auth_bytes, deny_bytes, proof_bytes
 
 SIGNATURE_BYTES = nacl.bindings.crypto_sign_BYTES
 SEED_BYTES = nacl.bindings.crypto_sign_SEEDBYTES
@@ -94,6 +95,21 @@ def verify_auth(
         return False
     try:
         message = auth_bytes(fields)
+    except ValueError:
+        return False
+    return _verify(key, message, sig_hex)
+
+
+def verify_deny(
+    public_keys: Mapping[str, nacl.signing.VerifyKey], fields: DenyFields, sig_hex: str
+) -> bool:
+    """Whether `sig_hex` is a valid signature of a deny list frame by the trusted key its
+    `key_id` names."""
+    key = public_keys.get(fields.key_id)
+    if key is None:
+        return False
+    try:
+        message = deny_bytes(fields)
     except ValueError:
         return False
     return _verify(key, message, sig_hex)

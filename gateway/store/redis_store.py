@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -49,6 +50,7 @@ from actors.card_store import (
     StoreOverloaded,
     StoreUnavailable,
 )
+from gateway.metrics import LatencyHistogram
 from gateway.store.interface import (
     JOURNAL_MAXLEN_PER_SHARD,
     NUM_SHARDS,
@@ -326,6 +328,8 @@ class RedisStore:
         self._loop = asyncio.get_running_loop()
         self._put_card = client.register_script(PUT_CARD_LUA)
         self.stats = StoreStats()
+        #: Round trip of each commit pipeline (successful ones), for the metrics.
+        self.write_latency = LatencyHistogram()
 
     @classmethod
     @asynccontextmanager
@@ -459,10 +463,13 @@ class RedisStore:
         for commit_cmd, progress_cmd, _, _ in batch:
             cmds.append(commit_cmd)
             cmds.append(progress_cmd)
+        # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
+        started = time.perf_counter()
         try:
             replies = await pipe.round_trip(cmds)
             if any(map(_is_noscript, replies)):
                 await self._reload_and_resend(pipe, cmds, replies)
+            self.write_latency.observe(time.perf_counter() - started)
         except Exception as exc:
             stats.failed_batches += 1
             pipe.close()  # unknown state: start afresh next time
@@ -657,6 +664,15 @@ class RedisStore:
         return TerminalProgress(int(last_seq or 0), tuple(entries))
 
     # --- journal -------------------------------------------------------------------------
+
+    async def ping(self, timeout_s: float = 1.0) -> bool:
+        """Whether Redis answers PING within `timeout_s` (for readiness checks)."""
+        with anyio.move_on_after(timeout_s):
+            try:
+                return bool(await self._r.ping())
+            except (rexc.RedisError, OSError):
+                return False
+        return False
 
     async def read_journal(
         self, *, count: int, after: str | None = None

@@ -44,6 +44,12 @@ INT64_MAX: Final = 2**63 - 1
 
 PROOF_DOMAIN: Final = "citycard-proof-v1"
 AUTH_DOMAIN: Final = "citycard-auth-v1"
+DENY_DOMAIN: Final = "citycard-deny-v1"
+#: What the gateway's key signs, and nothing else (the key holder refuses any other bytes).
+SIGNED_DOMAINS: Final = (AUTH_DOMAIN, DENY_DOMAIN)
+#: Cards in one `deny_list` frame: every frame, with 64-character ids, stays under
+#: MAX_FRAME_BYTES.
+DENY_PART_MAX_CARDS: Final = 48
 
 RESULT_APPROVED: Final = "approved"
 RESULT_DECLINED: Final = "declined"
@@ -63,9 +69,12 @@ WELCOME: Final = "welcome"
 AUTH: Final = "auth"
 ERROR: Final = "error"
 HEARTBEAT_ACK: Final = "heartbeat_ack"
+DENY_LIST: Final = "deny_list"
 
 TERMINAL_MESSAGE_TYPES: Final = frozenset({HELLO, PROOF, TAP, HEARTBEAT})
-GATEWAY_MESSAGE_TYPES: Final = frozenset({CHALLENGE, WELCOME, AUTH, ERROR, HEARTBEAT_ACK})
+GATEWAY_MESSAGE_TYPES: Final = frozenset(
+    {CHALLENGE, WELCOME, AUTH, ERROR, HEARTBEAT_ACK, DENY_LIST}
+)
 
 # --------------------------------------------------------------------------------------------
 # Error codes
@@ -375,6 +384,9 @@ errors."""
 @dataclass(frozen=True, slots=True)
 class Hello:
     terminal_id: str
+    #: The version of the deny list the terminal holds (0: none); the gateway sends what changed
+    #: since, or the whole list.
+    deny_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +476,45 @@ def auth_bytes(f: AuthFields) -> bytes:
     if not text.isascii() or text.count("\n") != 12:
         raise ValueError("auth fields must be ASCII without newlines")
     return text.encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class DenyFields:
+    """Exactly the signed fields of a `deny_list` frame.
+
+    A snapshot has `base_version` 0 and is sent in `parts` frames whose `add` lists together are
+    the whole list at `list_version`; a delta (`parts` 1) turns the list at `base_version` into
+    the list at `list_version` by adding `add` and removing `remove`."""
+
+    key_id: str
+    list_version: int
+    base_version: int
+    part: int
+    parts: int
+    gateway_time: int
+    add: tuple[str, ...]
+    remove: tuple[str, ...]
+
+
+def deny_bytes(f: DenyFields) -> bytes:
+    """What the gateway signs for one `deny_list` frame: the header fields, then each list as a
+    count line followed by one card per line (cards are identifiers: no newlines)."""
+    head = (
+        f"{DENY_DOMAIN}\n{f.key_id}\n{f.list_version}\n{f.base_version}\n{f.part}\n{f.parts}\n"
+        f"{f.gateway_time}\n"
+    )
+    lines = [head, f"{len(f.add)}\n", *(f"{c}\n" for c in f.add)]
+    lines += [f"{len(f.remove)}\n", *(f"{c}\n" for c in f.remove)]
+    text = "".join(lines)
+    if not text.isascii() or text.count("\n") != 9 + len(f.add) + len(f.remove):
+        raise ValueError("deny list fields must be ASCII without newlines")
+    return text.encode("ascii")
+
+
+def deny_parts(cards: list[str]) -> list[tuple[str, ...]]:
+    """`cards` cut into frame-sized parts (at least one, possibly empty)."""
+    step = DENY_PART_MAX_CARDS
+    return [tuple(cards[i : i + step]) for i in range(0, len(cards), step)] or [()]
 
 
 def tap_content_hash(tap: Tap) -> str:
@@ -580,7 +631,13 @@ _INT64_EXPECTED: Final = "an integer in int64 range"
 
 
 def _decode_hello(obj: dict[str, Any]) -> Hello:
-    return Hello(_field(obj, "terminal_id", is_identifier, _ID_EXPECTED))
+    terminal_id = _field(obj, "terminal_id", is_identifier, _ID_EXPECTED)
+    deny_version = obj.get("deny_version", 0)
+    if deny_version is None:
+        deny_version = 0
+    if not (is_int64(deny_version) and deny_version >= 0):
+        raise ProtocolError(BAD_FIELD, "deny_version: expected an integer >= 0 in int64 range")
+    return Hello(terminal_id, deny_version)
 
 
 def _decode_proof(obj: dict[str, Any]) -> Proof:
@@ -772,12 +829,34 @@ def encode_heartbeat_ack(t: int, gateway_time: int) -> bytes:
     return orjson.dumps({"v": 1, "type": HEARTBEAT_ACK, "t": t, "gateway_time": gateway_time})
 
 
+def encode_deny_list(f: DenyFields, sig_hex: str) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1,
+            "type": DENY_LIST,
+            "key_id": f.key_id,
+            "list_version": f.list_version,
+            "base_version": f.base_version,
+            "part": f.part,
+            "parts": f.parts,
+            "gateway_time": f.gateway_time,
+            "add": list(f.add),
+            "remove": list(f.remove),
+            "sig": sig_hex,
+        }
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Terminal side: encoding terminal -> gateway, decoding gateway -> terminal
 # --------------------------------------------------------------------------------------------
 
 
-def encode_hello(terminal_id: str) -> bytes:
+def encode_hello(terminal_id: str, deny_version: int = 0) -> bytes:
+    if deny_version:
+        return orjson.dumps(
+            {"v": 1, "type": HELLO, "terminal_id": terminal_id, "deny_version": deny_version}
+        )
     return orjson.dumps({"v": 1, "type": HELLO, "terminal_id": terminal_id})
 
 
@@ -828,6 +907,14 @@ def _is_object(value: object) -> bool:
     return type(value) is dict
 
 
+def _is_card_list(value: object) -> bool:
+    return (
+        type(value) is list
+        and len(value) <= DENY_PART_MAX_CARDS
+        and all(is_identifier(c) for c in value)
+    )
+
+
 _GATEWAY_FIELDS: Final[dict[str, tuple[tuple[str, Callable[[object], bool], str], ...]]] = {
     CHALLENGE: (
         ("challenge", _is_hex64, "64 lowercase hex characters"),
@@ -864,6 +951,17 @@ _GATEWAY_FIELDS: Final[dict[str, tuple[tuple[str, Callable[[object], bool], str]
         ("t", is_int64, _INT64_EXPECTED),
         ("gateway_time", is_int64, _INT64_EXPECTED),
     ),
+    DENY_LIST: (
+        ("key_id", is_identifier, _ID_EXPECTED),
+        ("list_version", is_int64, _INT64_EXPECTED),
+        ("base_version", is_int64, _INT64_EXPECTED),
+        ("part", is_int64, _INT64_EXPECTED),
+        ("parts", is_int64, _INT64_EXPECTED),
+        ("gateway_time", is_int64, _INT64_EXPECTED),
+        ("add", _is_card_list, f"a list of at most {DENY_PART_MAX_CARDS} identifiers"),
+        ("remove", _is_card_list, f"a list of at most {DENY_PART_MAX_CARDS} identifiers"),
+        ("sig", _is_hex128, "128 lowercase hex characters"),
+    ),
 }
 
 
@@ -886,6 +984,20 @@ def decode_gateway_message(data: str | bytes) -> dict[str, Any]:
         if "tap_id" in obj and not is_identifier(obj["tap_id"]):
             raise ProtocolError(BAD_FIELD, f"tap_id: expected {_ID_EXPECTED}")
     return obj
+
+
+def deny_fields_from_message(msg: Mapping[str, Any]) -> DenyFields:
+    """The signed fields of a decoded `deny_list` message (from `decode_gateway_message`)."""
+    return DenyFields(
+        key_id=msg["key_id"],
+        list_version=msg["list_version"],
+        base_version=msg["base_version"],
+        part=msg["part"],
+        parts=msg["parts"],
+        gateway_time=msg["gateway_time"],
+        add=tuple(msg["add"]),
+        remove=tuple(msg["remove"]),
+    )
 
 
 def auth_fields_from_message(msg: Mapping[str, Any]) -> AuthFields:

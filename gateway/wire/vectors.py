@@ -138,6 +138,18 @@ def build_vectors() -> dict[str, Any]:
         },
     )
     tampered = dict(approved["auth_fields"], amount=25)
+    deny = wire.DenyFields(
+        key_id=kid,
+        list_version=7,
+        base_version=6,
+        part=1,
+        parts=1,
+        gateway_time=_T0 + 90_000,
+        add=("card-0077",),
+        remove=("card-0013",),
+    )
+    deny_msg = wire.deny_bytes(deny)
+    deny_sig = signer.sign_bytes(deny_msg).hex()
     return {
         "protocol_version": wire.PROTOCOL_VERSION,
         "generated_by": "python -m gateway.wire.vectors",
@@ -167,6 +179,12 @@ def build_vectors() -> dict[str, Any]:
             ).decode(),
         },
         "taps": [approved, declined],
+        "deny_list": {
+            "deny_bytes": deny_msg.decode("ascii"),
+            "deny_bytes_hex": deny_msg.hex(),
+            "sig": deny_sig,
+            "frame": wire.encode_deny_list(deny, deny_sig).decode(),
+        },
         "must_not_verify": [
             {
                 "name": "approved auth with amount changed from 250 to 25",
@@ -294,6 +312,26 @@ def render_vectors(v: dict[str, Any]) -> str:
             "",
             _code(tap["auth_frame"], "json"),
         ]
+    dl = v["deny_list"]
+    out += [
+        "",
+        "### Deny list delta",
+        "",
+        "Version 6 to 7: `card-0077` blocked, `card-0013` unblocked. Deny bytes (escaped string "
+        "literal, then hex):",
+        "",
+        _code(_escaped(dl["deny_bytes"])),
+        "",
+        _code(dl["deny_bytes_hex"]),
+        "",
+        "Signature (gateway key over the deny bytes):",
+        "",
+        _code(dl["sig"]),
+        "",
+        "Frame:",
+        "",
+        _code(dl["frame"], "json"),
+    ]
     out += ["", "### Must not verify", ""]
     for bad in v["must_not_verify"]:
         out.append(

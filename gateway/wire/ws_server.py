@@ -321,6 +321,25 @@ class WsConnection(asyncio.Protocol):
                 drain = self._drain = self._loop.create_future()
             await drain
 
+    def send_nowait(self, message: bytes) -> bool:
+        """Send `message` as one text frame unless the connection is closed or its peer is not
+        reading (writes paused): then nothing is sent and the answer is False. For pushes to
+        many connections, where one slow reader must not hold up the others."""
+        if self._lost or self._proto.state is not State.OPEN or self._writing_paused:
+            return False
+        n = len(message)
+        transport = self._transport
+        if transport is None:
+            return False
+        if n < 126:
+            transport.write(bytes((0x81, n)) + message)
+        elif n < 65536:
+            transport.write(b"\x81\x7e" + n.to_bytes(2, "big") + message)
+        else:
+            self._proto.send_text(message)
+            self._flush()
+        return True
+
     def start_close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (if open) and drop the TCP connection if the closing handshake
         is not done within CLOSE_TIMEOUT_S; a connection still in its opening handshake is

@@ -20,7 +20,14 @@ from actors.card import SigningUnavailable
 from gateway.keys import keyholder
 from gateway.keys.keyholder import KeyholderSigner, _sign_batch
 from gateway.keys.signing import GatewaySigner, load_or_create_signing_key
-from gateway.wire.protocol import AUTH_DOMAIN, AuthFields, auth_bytes, proof_bytes
+from gateway.wire.protocol import (
+    AUTH_DOMAIN,
+    AuthFields,
+    DenyFields,
+    auth_bytes,
+    deny_bytes,
+    proof_bytes,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -128,6 +135,15 @@ async def test_signatures_equal_gateway_signer(key_path: Path, reference: Gatewa
             assert signer.stats() == {"batches": 20, "signed": 20, "restarts": 0}
 
 
+async def test_deny_list_bytes_are_signed_too(key_path: Path, reference: GatewaySigner) -> None:
+    fields = DenyFields(reference.key_id, 3, 2, 1, 1, 1_700_000_000_000, ("card-1",), ())
+    msg = deny_bytes(fields)
+    with anyio.fail_after(10):
+        async with KeyholderSigner.start(key_path) as signer:
+            assert await signer.sign(msg) == reference.sign_bytes(msg)
+    assert _sign_batch(_request(msg), reference._secret) == reference.sign_bytes(msg)
+
+
 async def test_largest_allowed_message_is_signed(key_path: Path, reference: GatewaySigner) -> None:
     prefix = (AUTH_DOMAIN + "\n").encode()
     msg = prefix + b"x" * (keyholder.MAX_MESSAGE_BYTES - len(prefix))
@@ -178,6 +194,7 @@ async def test_concurrent_waves_keep_each_reply_with_its_message(
         AUTH_DOMAIN.encode(),  # the domain without its newline
         b" " + (AUTH_DOMAIN + "\n").encode(),
         b"citycard-auth-v2\nk1\n",
+        b"citycard-deny-v2\nk1\n",
         proof_bytes("gate-1", "00" * 32, "k1"),
     ],
 )

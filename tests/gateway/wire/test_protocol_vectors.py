@@ -12,7 +12,13 @@ import orjson
 import pytest
 from nacl.signing import SigningKey, VerifyKey
 
-from gateway.keys.signing import key_id_for, trusted_keys, verify_auth, verify_proof
+from gateway.keys.signing import (
+    key_id_for,
+    trusted_keys,
+    verify_auth,
+    verify_deny,
+    verify_proof,
+)
 from gateway.wire import protocol as wire
 from gateway.wire import vectors
 
@@ -58,6 +64,7 @@ def all_signatures_and_keys() -> list[str]:
     ]
     for tap in PUBLISHED["taps"]:
         values += [tap["sig"], tap["auth_bytes_hex"]]
+    values += [PUBLISHED["deny_list"]["sig"], PUBLISHED["deny_list"]["deny_bytes_hex"]]
     return values
 
 
@@ -71,6 +78,7 @@ def test_frames_appear_verbatim_in_doc() -> None:
     frames = [hs[k] for k in hs if k.endswith("_frame")]
     frames += [tap[k] for tap in PUBLISHED["taps"] for k in ("tap_frame", "auth_frame")]
     frames += list(PUBLISHED["other_frames"].values())
+    frames.append(PUBLISHED["deny_list"]["frame"])
     for frame in frames:
         assert f"\n{frame}\n" in DOC, frame
     # Canonical bytes appear as escaped string literals.
@@ -114,6 +122,22 @@ def test_tap_vectors(tap: dict[str, Any]) -> None:
     assert fields.result in (wire.RESULT_APPROVED, wire.RESULT_DECLINED)
 
 
+def test_deny_list_vector() -> None:
+    keys = trusted_keys([PUBLISHED["gateway_key"]["public_key_hex"]])
+    dl = PUBLISHED["deny_list"]
+    msg = wire.decode_gateway_message(dl["frame"])
+    fields = wire.deny_fields_from_message(msg)
+    assert wire.deny_bytes(fields).decode("ascii") == dl["deny_bytes"]
+    assert wire.deny_bytes(fields).hex() == dl["deny_bytes_hex"]
+    assert verify_deny(keys, fields, dl["sig"]) and msg["sig"] == dl["sig"]
+    # Moving one card from `remove` to `add` must not verify.
+    swapped = wire.DenyFields(
+        fields.key_id, fields.list_version, fields.base_version, fields.part, fields.parts,
+        fields.gateway_time, fields.add + fields.remove, (),
+    )
+    assert not verify_deny(keys, swapped, dl["sig"])
+
+
 def test_one_approved_one_declined() -> None:
     results = sorted(t["auth_fields"]["result"] for t in PUBLISHED["taps"])
     assert results == ["approved", "declined"]
@@ -144,6 +168,8 @@ def test_independent_ed25519_implementation_agrees() -> None:
     term = ed25519.Ed25519PrivateKey.from_private_bytes(term_seed)
     hs = PUBLISHED["handshake"]
     assert term.sign(bytes.fromhex(hs["proof_bytes_hex"])).hex() == hs["proof_sig"]
+    dl = PUBLISHED["deny_list"]
+    assert gw.sign(bytes.fromhex(dl["deny_bytes_hex"])).hex() == dl["sig"]
 
 
 def test_generated_tables_cover_the_code() -> None:
