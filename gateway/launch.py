@@ -56,6 +56,15 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
         help="where authorisations are signed: a key holder child process that alone holds the "
         "key (default), or this process",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and /readyz on this port (default: not served)",
+    )
+    p.add_argument(
+        "--gateway-id", default=None, help="this process's name in the control room"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -68,6 +77,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         tariff_path=args.tariff,
         stats_interval_s=getattr(args, "stats_interval", 60.0),
         signer=args.signer,
+        metrics_port=args.metrics_port,
+        **({"gateway_id": args.gateway_id} if args.gateway_id else {}),
     )
 
 

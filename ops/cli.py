@@ -1,6 +1,7 @@
 """The `citycard` command: every operator-facing sub-command in one parser. The gateway's own
-(`serve`), the simulator's (`sim`, `bench`, `demo`, `reader`) and the operators' (`keys`,
-`cards`, `fares`, `tariff`) are wired in here; each lives with the package it belongs to."""
+(`serve`), the simulator's (`sim`, `bench`, `reader`) and the operators' (`demo`, `control`,
+`operators`, `admin`, `watch`, `keys`, `cards`, `fares`, `tariff`, `export`, `report`) are wired
+in here; each lives with the package it belongs to."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config import default_data_dir
-from gateway.launch import add_serve_args, add_server_args, config_from_args, run_async
+from gateway.launch import add_serve_args, config_from_args, run_async
 
 
 def _terminal_kinds() -> tuple[str, ...]:
@@ -24,17 +25,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.server import serve_forever
 
     run_async(serve_forever, config_from_args(args))
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.server import until_signalled
-    from terminal_sim.demo import run_demo
-
-    run_async(
-        until_signalled, run_demo, config_from_args(args), args.terminals, args.cards,
-        args.rate, args.seed, args.period,
-    )
     return 0
 
 
@@ -70,14 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_args(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("demo", help="run the gateway with a small simulated city")
-    add_server_args(p)
-    p.add_argument("--terminals", type=int, default=40)
-    p.add_argument("--cards", type=int, default=500)
-    p.add_argument("--rate", type=float, default=50.0, help="taps per second")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--period", type=float, default=10.0, help="seconds between report lines")
-    p.set_defaults(func=cmd_demo)
+    from ops.demo import add_demo_parser
+
+    add_demo_parser(sub)
 
     p = sub.add_parser(
         "sim",
@@ -211,14 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
         )
     p.set_defaults(func=cmd_cards)
 
+    from ops.export_cli import add_export_parser
     from ops.fares_cli import add_fares_parser
     from ops.tariff_cli import add_tariff_parser
 
     add_fares_parser(sub)
     add_tariff_parser(sub)
+    add_export_parser(sub)
     from terminal_sim.reader import add_reader_parser
 
     add_reader_parser(sub)
+    from ops.control_cli import add_control_parsers
+
+    add_control_parsers(sub)
     return parser
 
 

@@ -9,8 +9,10 @@ from policies import reasons
 from policies.core import decide
 from policies.model import (
     MAX_RECENT_TAPS,
+    BalanceAdjustment,
     BuyProduct,
     CardState,
+    CardStatusChange,
     Command,
     Decision,
     Event,
@@ -26,8 +28,10 @@ from policies.tariff import Tariff, default_tariff
 
 __all__ = [
     "MAX_RECENT_TAPS",
+    "BalanceAdjustment",
     "BuyProduct",
     "CardState",
+    "CardStatusChange",
     "Command",
     "Decision",
     "Event",

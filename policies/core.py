@@ -15,8 +15,10 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from policies import reasons
 from policies.model import (
+    BalanceAdjustment,
     BuyProduct,
     CardState,
+    CardStatusChange,
     Command,
     FareCorrection,
     FareTap,
@@ -25,6 +27,12 @@ from policies.model import (
     TapOff,
     TapOn,
     TopUp,
+)
+from policies.operator_commands import (
+    adjustment_product,
+    balance_adjustment,
+    card_status_change,
+    status_product,
 )
 from policies.outcomes import declined
 from policies.passes import buy_product, product_name
@@ -71,7 +79,16 @@ _ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
     }
 )
 
-SUPPORTED_COMMANDS: frozenset[type[Any]] = frozenset(_ROUTES)
+# Operator commands (policies/operator_commands.py): decided for a blocked card too, and not
+# followed by the after-tap rules (reward points, automatic top-up): they are not taps.
+_OPERATOR_ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
+    {
+        BalanceAdjustment: Route[BalanceAdjustment](adjustment_product, balance_adjustment),
+        CardStatusChange: Route[CardStatusChange](status_product, card_status_change),
+    }
+)
+
+SUPPORTED_COMMANDS: frozenset[type[Any]] = frozenset(_ROUTES) | frozenset(_OPERATOR_ROUTES)
 
 
 def _str_attr(obj: object, name: str) -> str:
@@ -85,7 +102,8 @@ def decide(state: CardState | None, command: Command, now_ms: int, tariff: Tarif
     Never raises for well-typed arguments: anything unacceptable becomes a declined decision.
     """
     route = _ROUTES.get(type(command))
-    if route is None:
+    operator_route = None if route is not None else _OPERATOR_ROUTES.get(type(command))
+    if route is None and operator_route is None:
         # The command type is outside the static union here; read its attribution defensively.
         return declined(
             state,
@@ -98,6 +116,8 @@ def decide(state: CardState | None, command: Command, now_ms: int, tariff: Tarif
             ({"rule": "operation_supported", "operation": type(command).__name__},),
         )
     if state is None:
+        known = route or operator_route
+        assert known is not None
         return declined(
             None,
             command.terminal_id,
@@ -105,9 +125,12 @@ def decide(state: CardState | None, command: Command, now_ms: int, tariff: Tarif
             now_ms,
             tariff,
             reasons.UNKNOWN_CARD,
-            route.product(command),
+            known.product(command),
             ({"rule": "card_known"},),
         )
+    if operator_route is not None:
+        return operator_route.handle(state, command, now_ms, tariff)
+    assert route is not None
     # Anything but "active" is refused, so a status this version does not know fails closed.
     if state.status != "active":
         return declined(

@@ -63,10 +63,18 @@ TRANSIT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
         EVENT_AUTO_TOPUP_REQUESTED,
     }
 )
+#: Operator commands (policies/operator_commands.py).
+EVENT_BALANCE_ADJUSTMENT: Final = "balance_adjustment"
+EVENT_CARD_BLOCKED: Final = "card_blocked"
+EVENT_CARD_UNBLOCKED: Final = "card_unblocked"
+OPERATOR_EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {EVENT_BALANCE_ADJUSTMENT, EVENT_CARD_BLOCKED, EVENT_CARD_UNBLOCKED}
+)
 EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {EVENT_FARE_CHARGED, EVENT_REPEAT_TAP, EVENT_PURCHASE, EVENT_TOPUP, EVENT_DECLINED}
     | SERVICE_EVENT_TYPES  # city services (policies/services/commands.py)
     | TRANSIT_EVENT_TYPES  # transit products (above)
+    | OPERATOR_EVENT_TYPES
 )
 
 _CARD_FIELDS: Final = ("card_id", "balance", "status")
@@ -255,6 +263,28 @@ class BuyProduct:
     product: str
 
 
+@dataclass(frozen=True, slots=True)
+class BalanceAdjustment:
+    """An operator's refund (`credit` > 0, money to the card) or correction (`credit` < 0),
+    funded by (or paid to) `operator`; `note` says why. Never sent by a terminal."""
+
+    terminal_id: str
+    operator: str
+    credit: int
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardStatusChange:
+    """An operator blocks (`status` "blocked") or unblocks ("active") the card; `note` says
+    why. Never sent by a terminal."""
+
+    terminal_id: str
+    operator: str
+    status: str
+    note: str
+
+
 Command: TypeAlias = (
     FareTap
     | Purchase
@@ -264,6 +294,8 @@ Command: TypeAlias = (
     | TapOff
     | FareCorrection
     | BuyProduct
+    | BalanceAdjustment
+    | CardStatusChange
 )
 
 

@@ -117,6 +117,9 @@ PRODUCT_LIMIT: Final = "product_limit"
 NEGATIVE_BALANCE: Final = "negative_balance"
 """Declined: the balance is below zero (the one-time allowance is used); top up first."""
 
+INVALID_NOTE: Final = "invalid_note"
+"""Declined: an operator command's note (why it is done) is empty or too long."""
+
 REASONS: Final[dict[str, str]] = {
     OK: "approved, charged as computed",
     REPEAT_TAP: (
@@ -178,6 +181,7 @@ REASONS: Final[dict[str, str]] = {
     NEGATIVE_BALANCE: (
         "declined: the balance is negative (the one-time transit allowance is used); top up first"
     ),
+    INVALID_NOTE: "declined: an operator command says no reason, or one over 200 characters",
 }
 
 APPROVING: Final[frozenset[str]] = frozenset({OK, REPEAT_TAP})
@@ -195,6 +199,7 @@ __all__ = [
     "INSUFFICIENT_FUNDS",
     "INSUFFICIENT_POINTS",
     "INVALID_AMOUNT",
+    "INVALID_NOTE",
     "INVALID_QUANTITY",
     "NEGATIVE_BALANCE",
     "NOT_AUTHORISED",

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +145,16 @@ async def provision_fleet(redis_url: str, terminals: int, cards: int, seed: int)
 
 
 def start_gateway_process(
-    port: int, redis_url: str, data_dir: Path, tariff: Path | None = None
+    port: int,
+    redis_url: str,
+    data_dir: Path,
+    tariff: Path | None = None,
+    options: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
-    """`citycard serve` as a child process; returns once it listens."""
+    """The gateway (`python -m gateway`) as a child process; returns once it listens.
+    `options`: more of its command-line options."""
     extra = ["--tariff", str(tariff)] if tariff is not None else []
+    extra += list(options)
     proc = subprocess.Popen(
         [
             sys.executable,
