@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Final
 
 import anyio
+import orjson
 from redis.asyncio import Redis
 
 from gateway.store.redis_server import RedisServer
@@ -159,7 +160,7 @@ def _stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
 async def run_demo(args: argparse.Namespace) -> None:
     """`args.data_dir` is an existing absolute folder."""
     data_dir: Path = args.data_dir
-    tariff = CITY_TARIFF if CITY_TARIFF.exists() else None
+    tariff: Path | None = args.tariff
     with contextlib.ExitStack() as stack:
         redis_url = stack.enter_context(_redis(args))
         gateway = start_gateway_process(
@@ -189,6 +190,18 @@ async def run_demo(args: argparse.Namespace) -> None:
             await _play_city(args, url, redis_url, tariff, data_dir)
 
 
+def _round_line(result: Path, code: int) -> str:
+    """One line of the round's figures, from the simulator's JSON result."""
+    try:
+        r = orjson.loads(result.read_bytes())
+        result.unlink()
+    except (OSError, orjson.JSONDecodeError):
+        return f"no result (simulator exit {code})"
+    return (f"taps={r['taps_sent']} approved={r['approved']} declined={r['declined']} "
+            f"errors={r['errors']} sig_failures={r['signature_failures']} "
+            f"auditor_differences={r.get('auditor_differences', 'n/a')} p99_ms={r['p99_ms']}")
+
+
 async def _play_city(
     args: argparse.Namespace, url: str, redis_url: str, tariff: Path | None, data_dir: Path
 ) -> None:
@@ -200,6 +213,8 @@ async def _play_city(
     ]
     if tariff is not None:
         cmd += ["--tariff", str(tariff)]
+    result = data_dir / "city-round.json"
+    cmd += ["--json", str(result)]
     log = (data_dir / "city.log").open("a", encoding="utf-8")
     rounds = 0
     try:
@@ -224,8 +239,8 @@ async def _play_city(
                             proc.kill()
                             await proc.wait()
                 await proc.aclose()
-            print(f"  [round {rounds}] city day played in {time.monotonic() - started:.0f} s "
-                  f"(exit {code})", flush=True)
+            print(f"  [round {rounds}] {_round_line(result, code)} "
+                  f"({time.monotonic() - started:.0f} s)", flush=True)
             if code != 0:
                 await anyio.sleep(2.0)  # e.g. the gateway restarting: do not spin
     finally:

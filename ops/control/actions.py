@@ -11,7 +11,6 @@ log (`ops.control.audit`).
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -267,6 +266,3 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "load_tariff": _load_tariff,
 }
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

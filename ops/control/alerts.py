@@ -92,7 +92,8 @@ class AlertEngine:
     _last_raised: dict[tuple[str, str], float] = field(default_factory=dict)
     _to_write: deque[dict[str, Any]] = field(default_factory=deque)
     _wake: anyio.Event = field(default_factory=anyio.Event)
-    _seq: int = 0
+    #: alerts raised since start (the id's sequence part)
+    raised: int = 0
     # line -> deque of (time_s, declined)
     _lines: OrderedDict[str, deque[tuple[float, bool]]] = field(default_factory=OrderedDict)
     # card -> (stop, time_s)
@@ -110,10 +111,10 @@ class AlertEngine:
         if len(self._last_raised) > 4 * MAX_KEPT:
             cutoff = now - COOLDOWN_S
             self._last_raised = {k: t for k, t in self._last_raised.items() if t >= cutoff}
-        self._seq += 1
+        self.raised += 1
         alert = {
             "type": "alert",
-            "id": f"{int(now * 1000)}-{self._seq}",
+            "id": f"{int(now * 1000)}-{self.raised}",
             "kind": kind,
             "subject": subject,
             "severity": severity,

@@ -18,7 +18,6 @@ Websocket `/ws`: the client sends one JSON object
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -412,12 +411,9 @@ class _RoomCollector(Collector):
             CounterMetricFamily("citycard_control_published", "Tap messages offered",
                                 value=r.hub.published),
             CounterMetricFamily("citycard_control_alerts", "Alerts raised",
-                                value=r.alerts._seq),
+                                value=r.alerts.raised),
             GaugeMetricFamily("citycard_control_redis_ping_ms", "Redis PING from the room",
                               value=r.health.redis_ping_ms or -1),
             terminals,
         ]
 
-
-def new_request_id() -> str:
-    return f"req-{secrets.token_hex(8)}"

@@ -144,6 +144,13 @@ class HealthMonitor:
             for tid, raw in (await self.redis.hgetall(terminals_key(gw))).items():
                 connected[tid.decode()] = (gw, orjson.loads(raw))
         self.gateways = seen_gateways
+        # A terminal enrolled since the last registry read shows up as soon as it connects.
+        for tid in connected.keys() - self.terminals.keys():
+            if len(self.terminals) >= MAX_TERMINALS:
+                break
+            rec = await self.store.get_terminal(tid)
+            if rec is not None:
+                self.terminals[tid] = TerminalHealth(tid, rec.kind, rec.operator, rec.location)
         silent_ms = self.silent_after_s * 1000
         for tid, th in self.terminals.items():
             c = connected.get(tid)

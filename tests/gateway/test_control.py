@@ -6,6 +6,7 @@ at once, a tariff loaded when the control channel says so, and /metrics, /health
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,13 @@ async def test_a_tariff_is_loaded_when_the_channel_says_so(
     assert gw.tariff.current.version == "city-2026.2"  # the valid one stays
 
 
+def grafana_metrics() -> set[str]:
+    """Series names the shipped Grafana dashboard queries."""
+    board = (REPO / "ops" / "grafana" / "citycard-dashboard.json").read_text()
+    exprs = [t["expr"] for p in orjson.loads(board)["panels"] for t in p["targets"]]
+    return {m for e in exprs for m in re.findall(r"citycard_[a-z_]+", e)}
+
+
 async def test_metrics_move_with_taps_and_probes_answer(gw: Gateway) -> None:
     ws = await connect_terminal(gw, GATES[7])
     for i, card in enumerate(("card-1", "card-1", "unknown-card"), start=1):
@@ -244,6 +252,10 @@ async def test_metrics_move_with_taps_and_probes_answer(gw: Gateway) -> None:
         assert "citycard_tap_latency_seconds_count 3.0" in text
         assert "citycard_terminals_connected 1.0" in text
         assert "citycard_redis_write_seconds_count" in text
+        # Every gateway series the shipped Grafana dashboard queries is exported.
+        exported = set(re.findall(r"^(citycard_[a-z_]+)", text, re.M))
+        gateway_series = {m for m in grafana_metrics() if not m.startswith("citycard_control_")}
+        assert gateway_series <= exported
         assert (await http.get("/healthz")).json() == {"status": "alive"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200

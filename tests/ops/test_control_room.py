@@ -4,6 +4,7 @@ no gap and no duplicate, admin actions through to the terminals, the audit log, 
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from gateway.wire import protocol as wire
 from ops.control import audit
 from ops.control.operators import add_operator, authenticate, disable_operator
 from ops.control.streams import QUEUE_SIZE, Filter, Hub, SubscriptionError
+from tests.gateway.test_control import grafana_metrics
 from tests.ops.control_helpers import GATES, World, recv_json, world
 
 pytestmark = pytest.mark.anyio
@@ -394,6 +396,10 @@ async def test_summary_and_metrics_move_with_taps(w: World) -> None:
         assert s["today"]["revenue"][0]["operator"] == "metro"
         metrics = (await viewer.get("/metrics")).text
         assert "citycard_control_subscribers" in metrics
+        # Every control-room series the shipped Grafana dashboard queries is exported.
+        room_series = {m for m in grafana_metrics() if m.startswith("citycard_control_")}
+        assert room_series and room_series <= set(re.findall(r"^(citycard_[a-z_]+)", metrics,
+                                                              re.M))
         assert (await viewer.get("/healthz")).json() == {"status": "alive"}
     with anyio.fail_after(10):
         while w.room.health.snapshot()["counts"]["online"] < 1:  # noqa: ASYNC110
