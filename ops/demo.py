@@ -174,10 +174,13 @@ async def run_demo(args: argparse.Namespace) -> None:
             token = await add_operator(client, DEMO_OPERATOR, "admin", replace=True)
         finally:
             await client.aclose()
+        # The city runs faster than the clock; the far-apart rule must judge travel times in
+        # the city's own time, or every ride looks like a teleport.
+        speed, wall_s = await anyio.to_thread.run_sync(_city_pace, args, tariff)
         config = ControlConfig(
             redis_url=redis_url, host=args.host, port=args.control_port, tariff_path=tariff,
             stops_path=CITY_STOPS if CITY_STOPS.exists() else None,
-            silent_after_s=300.0,
+            silent_after_s=300.0, clock_scale=speed,
         )
         async with open_control_room(config) as room:
             url = f"ws://{args.host}:{args.port}/"
@@ -186,8 +189,19 @@ async def run_demo(args: argparse.Namespace) -> None:
                   f"http://{args.host}:{args.metrics_port}/metrics)", flush=True)
             print(f"  sign in with the operator token: {token}", flush=True)
             print(f"  city: {args.city}, {args.cards} cardholders, ~{args.rate:g} taps/s "
-                  f"({args.profile}); log: {data_dir / 'city.log'}; Ctrl-C stops", flush=True)
+                  f"({args.profile}: {speed:.0f}x real time, a round in ~{wall_s:.0f} s); "
+                  f"log: {data_dir / 'city.log'}; Ctrl-C stops", flush=True)
             await _play_city(args, url, redis_url, tariff, data_dir)
+
+
+def _city_pace(args: argparse.Namespace, tariff: Path | None) -> tuple[float, float]:
+    """(simulated seconds per wall second, wall seconds of one round) of the city the rounds
+    will play: the simulator's own choice for these arguments."""
+    from terminal_sim.cityrun import CitySpec, schedule_only
+
+    plan = schedule_only(CitySpec(city=args.city, seed=args.seed, population=args.cards,
+                                  rate=args.rate, profile=args.profile, tariff=tariff))
+    return float(plan["speed"]), float(plan["wall_s"])
 
 
 def _round_line(result: Path, code: int) -> str:

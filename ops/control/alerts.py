@@ -87,6 +87,9 @@ class AlertEngine:
     offer: Callable[[dict[str, Any]], None]
     stops: dict[str, Stop] = field(default_factory=dict)
     now: Callable[[], float] = time.time
+    #: Simulated seconds per wall second of the city being watched, for the far-apart rule
+    #: (1 for a real city; the demo's sped-up city sets its speed).
+    clock_scale: float = 1.0
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_KEPT))
     dropped_writes: int = 0
     _last_raised: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -198,7 +201,7 @@ class AlertEngine:
         if prev is None or here is None or prev[0] == stop:
             return
         there = self.stops.get(prev[0])
-        dt = t - prev[1]
+        dt = (t - prev[1]) * self.clock_scale
         if there is None or dt > FAR_WINDOW_S or dt < 0:
             return
         km = km_between(there, here)

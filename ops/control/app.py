@@ -226,6 +226,9 @@ def control_app(room: ControlRoom) -> Starlette:
             return _error(refused.code, refused.message, refused.status)
         return _json({"ok": True, "action": action, "result": result})
 
+    async def favicon(_: Request) -> Response:
+        return Response(status_code=204)  # none: browsers ask anyway
+
     async def healthz(_: Request) -> Response:
         return _json({"status": "alive"})
 
@@ -257,6 +260,7 @@ def control_app(room: ControlRoom) -> Starlette:
             Route("/api/audit", audit_export),
             Route("/api/admin/{action}", admin, methods=["POST"]),
             Route("/metrics", metrics),
+            Route("/favicon.ico", favicon),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             WebSocketRoute("/ws", ws),

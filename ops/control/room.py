@@ -47,6 +47,8 @@ class ControlConfig:
     timezone: str = "UTC"
     #: A connected terminal with no tap for this long is "silent".
     silent_after_s: float = 600.0
+    #: Simulated seconds per wall second (a sped-up simulated city; 1 for a real one).
+    clock_scale: float = 1.0
     #: Send the HSTS header and mark cookies Secure (behind TLS).
     secure_cookies: bool = False
 
@@ -115,7 +117,7 @@ async def open_control_room(
         hub = Hub()
         tailer = JournalTailer(store, after=day_start_cursor(zone))
         today = Today(zone)
-        alerts = AlertEngine(redis, hub.on_alert, stops)
+        alerts = AlertEngine(redis, hub.on_alert, stops, clock_scale=config.clock_scale)
         health = HealthMonitor(redis, store, alerts, hub.on_health, config.silent_after_s)
         for listener in (today.on_entry, health.on_entry, alerts.on_entry, hub.on_entry):
             tailer.listen(listener)
