@@ -21,7 +21,6 @@ import anyio
 from redis.asyncio import Redis
 
 from gateway.http_server import serve_http
-from gateway.store.interface import NUM_SHARDS, journal_id
 from gateway.store.redis_store import RedisStore
 from gateway.tariffs.holder import load_tariff
 from ops.control.actions import ControlContext
@@ -30,6 +29,7 @@ from ops.control.alerts import AlertEngine, Stop, load_stops
 from ops.control.health import HealthMonitor
 from ops.control.streams import Hub
 from ops.control.tailer import JournalTailer
+from ops.reports.journal import cursor_before, day_bounds
 from policies import Tariff
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,11 @@ class ControlRoom:
         }
 
 
-def day_start_cursor(zone: ZoneInfo, now_s: float | None = None) -> str:
-    """A journal cursor just before today's first entry (local midnight in `zone`)."""
-    now = datetime.fromtimestamp(time.time() if now_s is None else now_s, zone)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    start_ms = int(midnight.timestamp() * 1000)
-    return journal_id(max(0, start_ms - 1), 2**63 - 1, NUM_SHARDS - 1)
+def day_start_cursor(zone: ZoneInfo, now_s: float | None = None) -> str | None:
+    """A journal cursor just before today's first entry (the local day's first instant in
+    `zone`, as the reports count days)."""
+    today = datetime.fromtimestamp(time.time() if now_s is None else now_s, zone).date()
+    return cursor_before(day_bounds(today, zone.key)[0])
 
 
 @asynccontextmanager

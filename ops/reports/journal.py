@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.store.interface import JOURNAL_READ_MAX, NUM_SHARDS, journal_id, parse_journal_id
-from ops.settlement import JournalReader
+from ops.settlement import JournalReader, read_entries
 
 #: How far outside the day (by cursor id) entries are read, for clock differences between the
 #: gateway's decision time and Redis's append time (a commit waits at most 2 s to be sent).
@@ -80,18 +80,12 @@ async def read_window(
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
     """Every entry whose cursor ms is in [start_ms, end_ms), in journal order, one page at a
     time: stops at the first entry at or past `end_ms`."""
-    cursor = cursor_before(start_ms)
-    while True:
-        batch = await store.read_journal(count=page, after=cursor)
-        if not batch:
+    async for entry in read_entries(store, after=cursor_before(start_ms), page=page):
+        ms = parse_journal_id(entry[0])[0]
+        if ms >= end_ms:
             return
-        for entry in batch:
-            ms = parse_journal_id(entry[0])[0]
-            if ms >= end_ms:
-                return
-            if ms >= start_ms:
-                yield entry
-        cursor = batch[-1][0]
+        if ms >= start_ms:
+            yield entry
 
 
 async def read_day(
