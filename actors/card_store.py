@@ -93,9 +93,7 @@ class CommitResult:
     version: int
     tap_record: bytes | None = None
 
-    def __init__(
-        self, status: CommitStatus, version: int, tap_record: bytes | None = None
-    ) -> None:
+    def __init__(self, status: CommitStatus, version: int, tap_record: bytes | None = None) -> None:
         s = _COMMIT_RESULT
         s[0](self, status)
         s[1](self, version)

@@ -81,6 +81,8 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
+from actors.incidents import IncidentLog
+
 __all__ = [
     "Actor",
     "ActorError",
@@ -303,6 +305,9 @@ class ActorRegistry(Generic[K, M, R]):
 
         self._n_activations = 0
         self._n_activation_failures = 0
+        # Failed activations are logged per incident (a Redis restart fails them all), never
+        # with their key (card keys are personal data).
+        self._activation_log = IncidentLog(_log, f"{name}: actor activation")
         self._n_passivations = 0
         self._n_passivation_failures = 0
         self._n_evictions = 0
@@ -497,7 +502,7 @@ class ActorRegistry(Generic[K, M, R]):
             await actor.on_activate()
         except Exception as exc:
             self._n_activation_failures += 1
-            _log.warning("%s: activation of %r failed", self.name, key, exc_info=True)
+            self._activation_log.failed(exc)
             self._remove(slot)
             text = f"{self.name}: activation of {key!r} failed"
             while slot.mailbox:
@@ -512,6 +517,7 @@ class ActorRegistry(Generic[K, M, R]):
             raise
         slot.actor = actor
         self._n_activations += 1
+        self._activation_log.succeeded()
         return await self._run_inline(slot, actor, msg)
 
     async def _run_inline(self, slot: _Slot[K, M, R], actor: Actor[M, R], msg: M) -> R:
@@ -758,9 +764,7 @@ class ActorRegistry(Generic[K, M, R]):
                             await actor.on_activate()
                         except Exception as exc:
                             self._n_activation_failures += 1
-                            _log.warning(
-                                "%s: activation of %r failed", self.name, slot.key, exc_info=True
-                            )
+                            self._activation_log.failed(exc)
                             self._remove(slot)
                             text = f"{self.name}: activation of {slot.key!r} failed"
                             self._fail(env, _unavailable(text, exc))
@@ -770,6 +774,7 @@ class ActorRegistry(Generic[K, M, R]):
                             return
                         slot.actor = actor
                         self._n_activations += 1
+                        self._activation_log.succeeded()
                         if env.abandoned:  # the asker gave up while we were activating
                             self._n_abandoned += 1
                             env = None

@@ -62,9 +62,7 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="serve /metrics, /healthz and /readyz on this port (default: not served)",
     )
-    p.add_argument(
-        "--gateway-id", default=None, help="this process's name in the control room"
-    )
+    p.add_argument("--gateway-id", default=None, help="this process's name in the control room")
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:

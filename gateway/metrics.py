@@ -171,33 +171,49 @@ class GatewayCollector(Collector):
         )
         store = s.store_stats()
         yield _counter("citycard_redis_batches", "Commit pipelines sent", store["batches"])
-        yield _counter("citycard_redis_writes", "Card writes sent in commit pipelines",
-                       store["writes"])
-        yield _gauge("citycard_redis_batch_size_mean", "Mean writes per commit pipeline",
-                     store["mean_batch"])
-        yield _counter("citycard_redis_failed_batches", "Commit pipelines that failed whole",
-                       store["failed_batches"])
+        yield _counter(
+            "citycard_redis_writes", "Card writes sent in commit pipelines", store["writes"]
+        )
+        yield _gauge(
+            "citycard_redis_batch_size_mean", "Mean writes per commit pipeline", store["mean_batch"]
+        )
+        yield _counter(
+            "citycard_redis_failed_batches",
+            "Commit pipelines that failed whole",
+            store["failed_batches"],
+        )
         actors = s.actors()
         yield _gauge("citycard_actors_resident", "Card actors in memory", actors["resident"])
         yield _gauge("citycard_actors_busy", "Card actors with work now", actors["busy"])
-        yield _gauge("citycard_mailbox_depth", "Messages waiting in card actors' mailboxes",
-                     actors["mailbox_depth"])
-        yield _counter("citycard_actor_activations", "Card actor activations",
-                       actors["activations"])
+        yield _gauge(
+            "citycard_mailbox_depth",
+            "Messages waiting in card actors' mailboxes",
+            actors["mailbox_depth"],
+        )
+        yield _counter(
+            "citycard_actor_activations", "Card actor activations", actors["activations"]
+        )
         conns = s.connections()
         yield _gauge("citycard_connections", "Open websocket connections", conns["open"])
-        yield _gauge("citycard_terminals_connected", "Authenticated terminals connected",
-                     conns["ready"])
+        yield _gauge(
+            "citycard_terminals_connected", "Authenticated terminals connected", conns["ready"]
+        )
         events = s.events()
-        yield _gauge("citycard_stream_subscribers", "In-process live event subscribers",
-                     events["subscribers"])
-        yield _counter("citycard_stream_dropped", "Live events dropped for slow subscribers",
-                       events["dropped"])
+        yield _gauge(
+            "citycard_stream_subscribers",
+            "In-process live event subscribers",
+            events["subscribers"],
+        )
+        yield _counter(
+            "citycard_stream_dropped", "Live events dropped for slow subscribers", events["dropped"]
+        )
         signer = s.signer()
-        yield _counter("citycard_signer_restarts", "Key holder restarts",
-                       signer.get("restarts", 0))
-        yield _gauge("citycard_deny_list_version", "Version of the deny list this gateway holds",
-                     s.deny_version())
+        yield _counter("citycard_signer_restarts", "Key holder restarts", signer.get("restarts", 0))
+        yield _gauge(
+            "citycard_deny_list_version",
+            "Version of the deny list this gateway holds",
+            s.deny_version(),
+        )
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

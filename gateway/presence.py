@@ -141,4 +141,3 @@ class PresenceReporter:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3) if seconds != float("inf") else -1.0
-

@@ -34,6 +34,7 @@ RECENT_TAP_IDS = 4096
 #: How long one tap may take end to end before the terminal is told `busy` and should retry.
 TAP_TIMEOUT_S = 5.0
 
+
 class Phase(enum.Enum):
     AWAIT_HELLO = "await_hello"
     AWAIT_PROOF = "await_proof"
@@ -309,7 +310,7 @@ class TerminalSession:
             )
         except Exception:
             # A bug or a refused write for this one tap: the terminal retries, others go on.
-            log.exception("tap %s/%s failed", tap.tap_id, tap.card)
+            log.exception("tap %s from %s failed", tap.tap_id, term.terminal_id)
             return await self._error(
                 "internal",
                 "tap could not be decided; retry the same tap id",

@@ -204,8 +204,15 @@ def _start_process(key_path: Path) -> tuple[socket.socket, subprocess.Popen[byte
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.keys.keyholder", "--key", str(key_path),
-             "--fd", str(child.fileno())],
+            [
+                sys.executable,
+                "-m",
+                "gateway.keys.keyholder",
+                "--key",
+                str(key_path),
+                "--fd",
+                str(child.fileno()),
+            ],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
         )

@@ -114,8 +114,11 @@ class MemoryStore:
             self._cards[w.card] = (w.new_state, ver)
         self._taps[tap_key] = (w.tap_record, self._clock() + self._tap_ttl_s)
         fields = {
-            "op": "commit", "card": w.card, "ver": str(ver),
-            "terminal": w.terminal_id, "tap": w.tap_id,
+            "op": "commit",
+            "card": w.card,
+            "ver": str(ver),
+            "terminal": w.terminal_id,
+            "tap": w.tap_id,
         }
         fields.update((k, str(v)) for k, v in w.journal.items())
         self._append_journal(shard, fields)

@@ -141,6 +141,8 @@ class RedisServer:
     host: str = "127.0.0.1"
     #: The binary; None: `find_redis_server()` at start.
     binary: str | None = None
+    #: More server options (e.g. the fault tests' `--key-load-delay`, which stretches loading).
+    extra_args: tuple[str, ...] = ()
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -164,7 +166,9 @@ class RedisServer:
             return f"unix://{self.socket_path}?db=0"
         return self.url
 
-    def start(self) -> RedisServer:
+    def start(self, *, until_loaded: bool = True) -> RedisServer:
+        """Start the server; return once it answers PING (`until_loaded=False`: once it
+        listens, perhaps still loading its AOF and answering LOADING)."""
         if self.appendfsync not in ("always", "everysec", "no"):
             raise ValueError(
                 f"appendfsync must be always, everysec or no, not {self.appendfsync!r}"
@@ -211,6 +215,7 @@ class RedisServer:
         if len(str(self.socket_path)) <= _MAX_UNIX_PATH:
             # Also a Unix socket, private to this user: what the gateway on this host uses.
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+        args += self.extra_args
         self._proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -218,10 +223,10 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._wait_ready()
+        self._wait_ready(b"+PONG" if until_loaded else b"")
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, reply: bytes) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
@@ -231,7 +236,8 @@ class RedisServer:
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
+                    got = s.recv(64)
+                    if got and got.startswith(reply):
                         return
             except OSError:
                 pass

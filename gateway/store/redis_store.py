@@ -50,6 +50,7 @@ from actors.card_store import (
     StoreOverloaded,
     StoreUnavailable,
 )
+from actors.incidents import IncidentLog
 from gateway.metrics import LatencyHistogram
 from gateway.store.interface import (
     JOURNAL_MAXLEN_PER_SHARD,
@@ -286,6 +287,31 @@ _Pending = tuple[bytes, bytes, "asyncio.Future[CommitResult]", float]
 _Load = tuple[bytes, str, "asyncio.Future[CardRecord | None]", float]
 _Queued = TypeVar("_Queued", _Pending, _Load)
 _UNAVAILABLE_ERRORS: Final = (rexc.ConnectionError, rexc.TimeoutError, TimeoutError, OSError)
+#: Error replies that mean "not now" rather than "never": the server is loading its AOF, is
+#: busy with a long script, lost its primary, is read-only after a failover, or refuses writes
+#: it cannot persist (MISCONF) or hold (OOM). Nothing was applied; the terminal retries.
+TRANSIENT_REPLY_PREFIXES: Final = (
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "READONLY",
+    "MISCONF",
+    "OOM",
+    "NOREPLICAS",
+)
+
+
+def is_transient_reply(reply: object) -> bool:
+    """Whether an error reply (hiredis.ReplyError or redis-py ResponseError) is transient."""
+    return str(reply).startswith(TRANSIENT_REPLY_PREFIXES)
+
+
+def _reply_error(what: str, reply: object) -> StoreError:
+    """The store error an error reply to one command becomes."""
+    text = f"{what}: {_describe(reply)}"  # type: ignore[arg-type]
+    return StoreUnavailable(text) if is_transient_reply(reply) else StoreError(text)
 
 
 @contextmanager
@@ -295,7 +321,7 @@ def _translate_errors(what: str) -> Iterator[None]:
     except _UNAVAILABLE_ERRORS as exc:
         raise StoreUnavailable(f"{what}: {_describe(exc)}") from exc
     except rexc.RedisError as exc:
-        raise StoreError(f"{what}: {_describe(exc)}") from exc
+        raise _reply_error(what, exc) from exc
 
 
 def _is_noscript(reply: Any) -> bool:
@@ -328,6 +354,8 @@ class RedisStore:
         self._loop = asyncio.get_running_loop()
         self._put_card = client.register_script(PUT_CARD_LUA)
         self.stats = StoreStats()
+        self._commit_log = IncidentLog(log, "Redis commits")
+        self._progress_log = IncidentLog(log, "terminal progress script")
         #: Round trip of each commit pipeline (successful ones), for the metrics.
         self.write_latency = LatencyHistogram()
 
@@ -477,8 +505,8 @@ class RedisStore:
             if isinstance(exc, _UNAVAILABLE_ERRORS):
                 err = StoreUnavailable(f"commit batch failed: {_describe(exc)}")
             else:
-                log.exception("commit batch failed")
                 err = StoreError(f"commit batch failed: {_describe(exc)}")
+            self._commit_log.failed(exc, traceback=not isinstance(exc, _UNAVAILABLE_ERRORS))
             for _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(err)
@@ -494,13 +522,17 @@ class RedisStore:
             progress = replies[2 * i + 1]
             if isinstance(progress, hiredis.ReplyError):
                 stats.progress_errors += 1
-                log.error("terminal progress script failed: %s", _describe(progress))
+                self._progress_log.failed(progress, traceback=False)
+            else:
+                self._progress_log.succeeded()
             if fut.done():
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 stats.write_errors += 1
-                fut.set_exception(StoreError(f"commit script failed: {_describe(reply)}"))
+                self._commit_log.failed(reply, traceback=False)
+                fut.set_exception(_reply_error("commit script failed", reply))
                 continue
+            self._commit_log.succeeded()
             try:
                 fut.set_result(_decode_commit(reply))
             except Exception as exc:
@@ -586,7 +618,7 @@ class RedisStore:
             if fut.done():
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                fut.set_exception(StoreError(f"load_card: {_describe(reply)}"))
+                fut.set_exception(_reply_error("load_card", reply))
                 continue
             state, ver = reply
             fut.set_result(None if state is None else CardRecord(card, state, int(ver or 0)))
