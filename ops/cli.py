@@ -1,7 +1,7 @@
 """The `citycard` command: every operator-facing sub-command in one parser. The gateway's own
-(`serve`), the simulator's (`sim`, `bench`, `reader`) and the operators' (`demo`, `control`,
-`operators`, `admin`, `watch`, `keys`, `cards`, `fares`, `tariff`, `export`, `report`) are wired
-in here; each lives with the package it belongs to."""
+(`serve`), the simulator's (`sim`, `bench`, `reader`, `chaos`) and the operators' (`demo`,
+`control`, `operators`, `admin`, `watch`, `keys`, `cards`, `fares`, `tariff`, `export`, `report`)
+are wired in here; each lives with the package it belongs to."""
 
 from __future__ import annotations
 
@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ops.demo import add_demo_parser
 
     add_demo_parser(sub)
+
+    from terminal_sim.chaos import add_chaos_parser
+
+    add_chaos_parser(sub)
 
     p = sub.add_parser(
         "sim",

@@ -32,7 +32,7 @@ from gateway.wire import protocol as wire
 from terminal_sim.fleet import SimTerminal, make_cards, make_fleet
 from terminal_sim.handshake import authenticate
 from terminal_sim.loadgen import JsonSeqMessages, LoadResult, LoadSpec, Target, run_multiprocess
-from terminal_sim.run import _stop, provision_fleet, start_gateway_process
+from terminal_sim.run import provision_fleet, start_gateway_process, stop_process
 from terminal_sim.wsclient import WsConnection
 
 #: p99 budget (ms) for a rate to count as sustained.
@@ -160,7 +160,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                                      reply_key=msgs.key, warmup=1.0),
             rates, procs)
     finally:
-        _stop(echo)
+        stop_process(echo)
 
     print(f"gateway (embedded Redis, AOF appendfsync={args.appendfsync}):", flush=True)
     with tempfile.TemporaryDirectory(prefix="citycard-bench-") as tmp:
@@ -186,7 +186,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             gw_steps = _ladder("gateway", target, spec_for, rates, procs)
         finally:
             if gw is not None:
-                _stop(gw)
+                stop_process(gw)
             redis.stop()
 
     e, g = _best(echo_steps), _best(gw_steps)

@@ -150,9 +150,10 @@ def start_gateway_process(
     data_dir: Path,
     tariff: Path | None = None,
     options: Sequence[str] = (),
+    log: Path | None = None,
 ) -> subprocess.Popen[str]:
     """The gateway (`python -m gateway`) as a child process; returns once it listens.
-    `options`: more of its command-line options."""
+    `options`: more of its command-line options; `log`: a file its output is appended to."""
     extra = ["--tariff", str(tariff)] if tariff is not None else []
     extra += list(options)
     proc = subprocess.Popen(
@@ -175,16 +176,21 @@ def start_gateway_process(
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening" not in line:
-        _stop(proc)
+        stop_process(proc)
         raise RuntimeError(f"gateway did not start: {line}{proc.stdout.read()}")
     # Keep draining its output so a chatty gateway never blocks on a full pipe.
-    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+    threading.Thread(target=_drain, args=(proc.stdout, log), daemon=True).start()
     return proc
 
 
-def _drain(stream: Any) -> None:
-    for _ in stream:
-        pass
+def _drain(stream: Any, log: Path | None = None) -> None:
+    if log is None:
+        for _ in stream:
+            pass
+        return
+    with log.open("a") as f:
+        for line in stream:
+            f.write(line)
 
 
 @contextmanager
@@ -204,11 +210,11 @@ def gateway_process(
             stack.append(redis.stop)
             redis_url = redis.url
         proc = start_gateway_process(port, redis_url, data_dir, tariff)
-        stack.append(lambda: _stop(proc))
+        stack.append(lambda: stop_process(proc))
         yield f"ws://127.0.0.1:{port}/", redis_url
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def stop_process(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
