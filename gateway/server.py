@@ -39,6 +39,7 @@ from gateway.session import SessionDeps, TerminalSession
 from gateway.store.redis_server import RedisServer
 from gateway.store.redis_store import RedisStore
 from gateway.tariffs.holder import TariffHolder, load_tariff, reload_tariff_on_sighup
+from gateway.wire import protocol as wire
 from gateway.wire.ws_server import ConnectionClosed, WsConnection, WsServer
 
 log = logging.getLogger(__name__)
@@ -282,9 +283,14 @@ async def _reap_idle(gw: Gateway) -> None:
     period = min(gw.config.heartbeat_s, gw.config.handshake_timeout_s) / 2
     while True:
         await anyio.sleep(period)
-        for ws in gw.connections.idle(limit_ms, handshake_ms):
-            # Close without waiting for the peer: a dead link would hold the reaper up.
-            ws.abort()
+        for ws, why in gw.connections.idle(limit_ms, handshake_ms):
+            # Say why, then close without waiting for the peer (a dead link would hold the
+            # reaper up): the close handshake is bounded, and a peer that does not read gets
+            # no frame and is dropped at once.
+            if ws.send_nowait(wire.encode_error(wire.TIMEOUT, why, fatal=True)):
+                ws.start_close(1008, "timeout")
+            else:
+                ws.abort()
 
 
 async def serve_forever(config: GatewayConfig) -> None:

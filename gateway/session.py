@@ -22,9 +22,8 @@ from actors.runtime import ActorRegistry, ActorUnavailable, MailboxFull, Overloa
 from gateway.deny_list import DenyList
 from gateway.metrics import TapMetrics
 from gateway.store.interface import TerminalProgress, TerminalRecord
-from gateway.tap_commands import NO_COMMAND, command_for
+from gateway.tap_commands import command_for
 from gateway.wire import protocol as wire
-from policies import Decision
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +62,6 @@ class Authorizer(Protocol):
     def verify_proof(
         self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
     ) -> bool: ...
-
-    async def signed_decline(
-        self, req: TapRequest, decision: Decision, gateway_time: int
-    ) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -253,36 +248,15 @@ class TerminalSession:
                 seq=tap.seq,
                 tap_id=tap.tap_id,
             )
-        self.last_seq = max(self.last_seq, tap.seq)
+        if seen is None:
+            # Only a new tap moves the floor: a retry is answered from its record, so its seq
+            # is never stored and must not make this connection stricter than the next one.
+            self.last_seq = max(self.last_seq, tap.seq)
         self._note_tap(tap.tap_id, tap.card, tap_hash)
         self.stats["taps"] += 1
         term = self.terminal
         command = command_for(term, tap)
         now = self._deps.now_ms()
-        if isinstance(command, Decision):
-            req = TapRequest(
-                terminal_id=term.terminal_id,
-                operator=term.operator,
-                seq=tap.seq,
-                tap_id=tap.tap_id,
-                card=tap.card,
-                tap_hash=tap_hash,
-                command=NO_COMMAND,
-                now_ms=now,
-                kind=term.kind,
-            )
-            try:
-                frame = await self._deps.auth.signed_decline(req, command, now)
-            except SigningUnavailable:
-                return await self._error(
-                    "unavailable",
-                    "signing unavailable; retry with the same tap id",
-                    seq=tap.seq,
-                    tap_id=tap.tap_id,
-                )
-            self._outcome = ("declined", command.reason)
-            await self._send(frame)
-            return True
         req = TapRequest(
             terminal_id=term.terminal_id,
             operator=term.operator,

@@ -2,16 +2,32 @@
 
 The terminal session turns every tap into a `policies` command with the terminal's registered
 kind, operator, network and location (never with what the tap claims about them), or into a
-decline when this kind of terminal may not perform the operation.
+`NotPermitted` command (declined `unsupported_operation` by the core, against the card, so the
+decline is recorded and a retry answered with it) when this kind of terminal may not perform
+the operation or the fields make no command.
 """
 
 from __future__ import annotations
 
 from gateway.store.interface import TerminalRecord
 from gateway.wire import protocol as wire
-from policies import Command, Decision, Purchase, TopUp, reasons
+from policies import Command, NotPermitted, Purchase, TopUp
 from policies.services.commands import command_from_tap
 from policies.transit_taps import TRANSIT_OPS, transit_command_from_tap
+
+#: What each kind of terminal is (docs/protocol.md's table of who may send what).
+KIND_DOCS: dict[str, str] = {
+    "gate": "metro or rail fare gate",
+    "bus": "bus or tram validator",
+    "ops": "an operator's correction desk",
+    "taxi": "a taxi driver's handheld",
+    "parking": "car park gate or parking meter",
+    "retail": "shop or bakery till",
+    "venue": "museum, cinema, library or gym turnstile or till",
+    "access": "a facility's door reader (no payment)",
+    "recycling": "recycling kiosk",
+    "kiosk": "information and top-up kiosk",
+}
 
 #: Which operations each kind of terminal may perform.
 KIND_OPS: dict[str, frozenset[str]] = {
@@ -31,12 +47,9 @@ KIND_OPS: dict[str, frozenset[str]] = {
 }
 
 
-#: Placeholder command of a request that is declined before it reaches a card.
-NO_COMMAND = TopUp(terminal_id="", operator="", amount=0)
-
-
-def command_for(term: TerminalRecord, tap: wire.Tap) -> Command | Decision:
-    """The pure-core command for a tap, or a decline when this kind of terminal may not do it."""
+def command_for(term: TerminalRecord, tap: wire.Tap) -> Command:
+    """The pure-core command for a tap (`NotPermitted` when this kind of terminal may not do
+    it)."""
     f = tap.fields
     if tap.op in KIND_OPS.get(term.kind, frozenset()):
         service = command_from_tap(
@@ -72,12 +85,6 @@ def command_for(term: TerminalRecord, tap: wire.Tap) -> Command | Decision:
                 )
             if tap.op == "topup":
                 return TopUp(terminal_id=term.terminal_id, operator=term.operator, amount=amount)
-    return Decision(
-        approved=False,
-        reason=reasons.UNSUPPORTED_OPERATION,
-        amount=0,
-        balance=0,
-        product=tap.op,
-        tariff_version="",
-        explain=({"rule": "terminal_kind", "kind": term.kind, "op": tap.op},),
+    return NotPermitted(
+        terminal_id=term.terminal_id, operator=term.operator, op=tap.op, kind=term.kind
     )

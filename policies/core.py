@@ -22,6 +22,7 @@ from policies.model import (
     Command,
     FareCorrection,
     FareTap,
+    NotPermitted,
     Outcome,
     Purchase,
     TapOff,
@@ -52,6 +53,23 @@ from policies.transit import (
 C = TypeVar("C")
 
 
+def _not_permitted_product(command: NotPermitted) -> str:
+    return command.op
+
+
+def _not_permitted(state: CardState, command: NotPermitted, now_ms: int, tariff: Tariff) -> Outcome:
+    return declined(
+        state,
+        command.terminal_id,
+        command.operator,
+        now_ms,
+        tariff,
+        reasons.UNSUPPORTED_OPERATION,
+        command.op,
+        ({"rule": "terminal_kind", "kind": command.kind, "op": command.op},),
+    )
+
+
 class Route(NamedTuple, Generic[C]):
     """How to name the product a command asks for, and the rule that decides it."""
 
@@ -74,6 +92,7 @@ _ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
         TapOff: Route[TapOff](fare_product, tap_off),
         FareCorrection: Route[FareCorrection](correction_product, fare_correction),
         BuyProduct: Route[BuyProduct](product_name, buy_product),
+        NotPermitted: Route[NotPermitted](_not_permitted_product, _not_permitted),
         # City services (policies/services/routes.py).
         **{kind: Route[Any](*route) for kind, route in SERVICE_ROUTES.items()},
     }

@@ -285,6 +285,18 @@ class CardStatusChange:
     note: str
 
 
+@dataclass(frozen=True, slots=True)
+class NotPermitted:
+    """A tap for an operation this kind of terminal may not perform (or whose fields do not
+    make a command): always declined `unsupported_operation`, but decided, recorded and
+    answered against the card like any other tap, so a retry gets the original answer."""
+
+    terminal_id: str
+    operator: str
+    op: str
+    kind: str
+
+
 Command: TypeAlias = (
     FareTap
     | Purchase
@@ -296,6 +308,7 @@ Command: TypeAlias = (
     | BuyProduct
     | BalanceAdjustment
     | CardStatusChange
+    | NotPermitted
 )
 
 

@@ -26,7 +26,8 @@ INSUFFICIENT_FUNDS: Final = "insufficient_funds"
 """Declined: the balance does not cover the amount."""
 
 INVALID_AMOUNT: Final = "invalid_amount"
-"""Declined: the requested amount is zero, negative or not an integer."""
+"""Declined: the requested amount is zero or negative (the core also refuses a non-integer
+one from any caller; on the wire that is a `bad_field` error and never reaches a decision)."""
 
 AMOUNT_TOO_LARGE: Final = "amount_too_large"
 """Declined: the amount is above the tariff's per-operation maximum."""
@@ -55,7 +56,8 @@ UNKNOWN_MATERIAL: Final = "unknown_material"
 """Declined: the recycling kiosk reported a material the tariff does not credit."""
 
 INVALID_QUANTITY: Final = "invalid_quantity"
-"""Declined: a weight, number of hours or of points is zero, negative or not an integer."""
+"""Declined: a weight, number of hours or of points is zero or negative (non-integers: as for
+INVALID_AMOUNT)."""
 
 IMPLAUSIBLE_QUANTITY: Final = "implausible_quantity"
 """Declined: more than the tariff deems possible at once (10 tonnes of cardboard in one deposit)."""
@@ -129,7 +131,7 @@ REASONS: Final[dict[str, str]] = {
     UNKNOWN_CARD: "declined: the card is not known to the gateway",
     CARD_BLOCKED: "declined: the card is blocked (top-ups included)",
     INSUFFICIENT_FUNDS: "declined: the balance does not cover the amount",
-    INVALID_AMOUNT: "declined: the amount is zero, negative or not an integer",
+    INVALID_AMOUNT: "declined: the amount is zero or negative",
     AMOUNT_TOO_LARGE: "declined: the amount is above the tariff's per-operation maximum",
     BALANCE_LIMIT: "declined: the top-up would exceed the tariff's maximum balance",
     UNKNOWN_NETWORK: "declined: the tariff has no fare for the tapped network",
@@ -138,7 +140,7 @@ REASONS: Final[dict[str, str]] = {
     UNKNOWN_FACILITY: "declined: the car park or facility is not in the tariff",
     UNKNOWN_VENUE: "declined: the venue is not in the tariff",
     UNKNOWN_MATERIAL: "declined: the tariff credits no such recycling material",
-    INVALID_QUANTITY: "declined: the weight, hours or points are zero, negative or not an integer",
+    INVALID_QUANTITY: "declined: the weight, hours or points are zero or negative",
     IMPLAUSIBLE_QUANTITY: (
         "declined: the quantity is above what the tariff deems plausible at once "
         "(weight of one deposit, volunteer hours of one credit)"

@@ -101,8 +101,6 @@ class GatewayAuthority:
         sig = await self._signer.sign(wire.auth_bytes(fields))
         return wire.encode_auth(fields, sig.hex(), detail)
 
-    signed_decline = auth_frame
-
     async def deny_frames(
         self,
         list_version: int,

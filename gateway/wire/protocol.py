@@ -98,6 +98,7 @@ TAP_ID_REUSED: Final = "tap_id_reused"
 BUSY: Final = "busy"
 UNAVAILABLE: Final = "unavailable"
 INTERNAL: Final = "internal"
+TIMEOUT: Final = "timeout"
 
 ERROR_CODES: Final[dict[str, str]] = {
     FRAME_TOO_LARGE: f"the frame is larger than {MAX_FRAME_BYTES} bytes",
@@ -130,6 +131,10 @@ ERROR_CODES: Final[dict[str, str]] = {
         "was one (never a second charge)"
     ),
     INTERNAL: "unexpected gateway failure; retry with the same tap id",
+    TIMEOUT: (
+        "the connection is closed: no hello and proof within the handshake time-out, or no frame "
+        "for 3 heartbeat intervals; reconnect"
+    ),
 }
 """Every error code with its meaning (rendered into docs/protocol.md)."""
 
@@ -142,6 +147,7 @@ ALWAYS_FATAL: Final[frozenset[str]] = frozenset(
         TERMINAL_REVOKED,
         BAD_PROOF,
         ALREADY_CONNECTED,
+        TIMEOUT,
     }
 )
 """Codes after which the gateway always closes the connection. Before `welcome` every error is
@@ -294,7 +300,7 @@ OPS: Final[dict[str, OpSpec]] = {
         ),
     ),
     "purchase": OpSpec(
-        "pay an amount at a shop till or kiosk",
+        "pay an amount at a shop or venue till",
         (
             FieldSpec("amount", INT64, required=True, doc="amount to charge, in minor units"),
             FieldSpec(
@@ -574,7 +580,9 @@ def _load_object(data: str | bytes) -> dict[str, Any]:
     version = obj.get("v")
     if version is None:
         raise ProtocolError(MISSING_FIELD, "v is required")
-    if type(version) is not int or version != PROTOCOL_VERSION:
+    if type(version) is not int:  # "1", 1.0, true: not a version at all, a malformed field
+        raise ProtocolError(BAD_FIELD, "v: expected an integer")
+    if version != PROTOCOL_VERSION:
         raise ProtocolError(
             UNSUPPORTED_VERSION, f"unsupported version {_short(version)}; this gateway speaks 1"
         )

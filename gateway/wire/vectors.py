@@ -361,6 +361,38 @@ def render_ops() -> str:
     return "\n".join(out)
 
 
+def render_kinds() -> str:
+    from gateway.tap_commands import KIND_DOCS, KIND_OPS
+
+    out = ["| terminal kind | is | may send `op` |", "|---|---|---|"]
+    for kind, ops in KIND_OPS.items():
+        ordered = [op for op in wire.OPS if op in ops]  # in the op table's order
+        cells = ", ".join(f"`{op}`" for op in ordered)
+        out.append(f"| `{kind}` | {_cell(KIND_DOCS.get(kind, ''))} | {cells} |")
+    return "\n".join(out)
+
+
+def identifier_fields() -> list[str]:
+    """Every field the protocol types as an identifier, messages' and ops' alike."""
+    names = ["terminal_id", "tap_id", "card", "key_id"]
+    for spec in wire.OPS.values():
+        names += [f.name for f in spec.fields if f.kind is wire.IDENTIFIER]
+    return list(dict.fromkeys(names))
+
+
+def render_identifiers() -> str:
+    import textwrap
+
+    text = (
+        "- **Identifiers** ("
+        + ", ".join(f"`{n}`" for n in identifier_fields())
+        + ") are 1 to 64 characters from `A-Z a-z 0-9 . _ : -` (regular expression "
+        "`^[A-Za-z0-9._:-]{1,64}$`). They are case sensitive. The restricted alphabet keeps "
+        "the signed bytes unambiguous."
+    )
+    return textwrap.fill(text, width=98, subsequent_indent="  ", break_on_hyphens=False)
+
+
 def render_error_codes() -> str:
     out = ["| code | meaning | closes the connection |", "|---|---|---|"]
     for code, meaning in wire.ERROR_CODES.items():
@@ -381,6 +413,8 @@ def render_reasons() -> str:
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "ops": lambda v: render_ops(),
+    "kinds": lambda v: render_kinds(),
+    "identifiers": lambda v: render_identifiers(),
     "error-codes": lambda v: render_error_codes(),
     "reasons": lambda v: render_reasons(),
     "vectors": render_vectors,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 from nacl.signing import SigningKey, VerifyKey
@@ -204,14 +205,25 @@ async def test_repeat_tap_at_same_gate_not_charged_twice(gw: Gateway) -> None:
         ("x" * (wire.MAX_FRAME_BYTES + 1), "frame_too_large"),
         ("{not json", "malformed"),
         ('{"v":1,"type":"launch_rockets"}', "unknown_type"),
-        ('{"v":1,"type":"tap","tap_id":"m1","card":"card-1","op":"fare","terminal_time":1}',
-         "missing_field"),
-        ('{"v":1,"type":"tap","seq":"7","tap_id":"m1","card":"card-1","op":"fare",'
-         '"terminal_time":1}', "bad_field"),
-        ('{"v":1,"type":"tap","seq":true,"tap_id":"m1","card":"card-1","op":"fare",'
-         '"terminal_time":1}', "bad_field"),
-        ('{"v":1,"type":"tap","seq":99,"tap_id":"m1","card":"card-1","op":"fly",'
-         '"terminal_time":1}', "unknown_op"),
+        (
+            '{"v":1,"type":"tap","tap_id":"m1","card":"card-1","op":"fare","terminal_time":1}',
+            "missing_field",
+        ),
+        (
+            '{"v":1,"type":"tap","seq":"7","tap_id":"m1","card":"card-1","op":"fare",'
+            '"terminal_time":1}',
+            "bad_field",
+        ),
+        (
+            '{"v":1,"type":"tap","seq":true,"tap_id":"m1","card":"card-1","op":"fare",'
+            '"terminal_time":1}',
+            "bad_field",
+        ),
+        (
+            '{"v":1,"type":"tap","seq":99,"tap_id":"m1","card":"card-1","op":"fly",'
+            '"terminal_time":1}',
+            "unknown_op",
+        ),
         ('{"v":2,"type":"heartbeat","t":1}', "unsupported_version"),
     ],
 )
@@ -278,8 +290,11 @@ async def test_bad_and_missing_proof_signature(gw: Gateway) -> None:
     assert await closed(ws)
 
     ws, ch = await _hello(gw, GATE)
-    await ws.send(orjson.dumps({"v": 1, "type": "proof", "terminal_id": GATE,
-                                "challenge": ch["challenge"]}).decode())
+    await ws.send(
+        orjson.dumps(
+            {"v": 1, "type": "proof", "terminal_id": GATE, "challenge": ch["challenge"]}
+        ).decode()
+    )
     assert (await recv(ws))["code"] == "missing_field"
     assert await closed(ws)
     await witness_taps_fine(gw, "proof")
@@ -310,7 +325,11 @@ async def test_sequence_going_backwards_is_refused(gw: Gateway) -> None:
     assert (await t.tap("s1", CARD, seq=10))["result"] == "approved"
     err = await t.tap("s2", WITNESS_CARD, seq=9)
     assert (err["code"], err["fatal"], err["seq"], err["tap_id"]) == (
-        "seq_out_of_order", False, 9, "s2")
+        "seq_out_of_order",
+        False,
+        9,
+        "s2",
+    )
     err = await t.tap("s3", WITNESS_CARD, seq=10)
     assert err["code"] == "seq_out_of_order"
     assert await balance(gw, WITNESS_CARD) == 10_000
@@ -335,17 +354,39 @@ async def test_heartbeat(gw: Gateway) -> None:
     assert ack["type"] == "heartbeat_ack" and ack["t"] == 42
 
 
-async def test_silent_and_unauthenticated_connections_are_closed(redis_url: str,
-                                                                tmp_path: Path) -> None:
-    config = GatewayConfig(port=0, redis_url=redis_url, data_dir=tmp_path, heartbeat_s=1,
-                           idle_heartbeats=1, handshake_timeout_s=0.2)
+async def test_silent_and_unauthenticated_connections_are_closed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    config = GatewayConfig(
+        port=0,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        heartbeat_s=1,
+        idle_heartbeats=1,
+        handshake_timeout_s=0.2,
+    )
     async with open_gateway(config) as gateway:
-        await enroll_terminal(gateway.store, GATE, bytes(_key(GATE).verify_key).hex(),
-                              kind="gate", operator="metro", network="METRO")
+        await enroll_terminal(
+            gateway.store,
+            GATE,
+            bytes(_key(GATE).verify_key).hex(),
+            kind="gate",
+            operator="metro",
+            network="METRO",
+        )
         mute = await connect(gateway.url, compression=None)  # never says hello
         t = await authenticate(gateway, GATE)  # authenticates, then falls silent
-        assert await closed(mute)
-        assert await closed(t.ws)
+        # Each is told why (a fatal `timeout` error), then closed with 1008.
+        for ws, why in ((mute, "no hello and proof within 0.2 s"), (t.ws, "no frame for 1 s")):
+            err = await recv(ws)
+            assert (err["type"], err["code"], err["fatal"]) == ("error", "timeout", True), err
+            assert err["message"] == why
+            assert await closed(ws)
+            assert ws.close_code == 1008
+        for _ in range(100):  # the server side ends its close handshake a moment later
+            if len(gateway.connections) == 0:
+                break
+            await anyio.sleep(0.02)
         assert len(gateway.connections) == 0
 
 
@@ -391,3 +432,51 @@ async def test_key_holder_death_costs_one_retry_at_most(gw: Gateway) -> None:
 def test_config_refuses_an_unknown_signer() -> None:
     with pytest.raises(ValueError, match="signer"):
         GatewayConfig(signer="hsm")
+
+
+async def test_unsupported_operation_is_a_recorded_decline(gw: Gateway) -> None:
+    """A gate sending `purchase` is declined `unsupported_operation` against the card (its
+    balance, the tariff version) and the retry is the original answer, byte for byte."""
+    t = await authenticate(gw, GATE)
+    frame = wire.encode_tap(
+        t.seq + 1, "unsup-1", CARD, "purchase", 1_700_000_000_000, {"amount": 10}
+    ).decode()
+    await t.send(frame)
+    first = await t.ws.recv()
+    await t.send(frame)  # the same tap, same seq: a retry
+    again = await t.ws.recv()
+    assert again == first
+    msg = wire.decode_gateway_message(first)
+    assert (msg["result"], msg["reason"]) == ("declined", "unsupported_operation")
+    assert msg["balance"] == 1_000 and msg["amount"] == 0 and verified(gw, msg)
+    assert msg["detail"]["tariff_version"] == gw.tariff.current.version != ""
+    assert await balance(gw, CARD) == 1_000
+
+
+async def test_a_retry_does_not_move_the_sequence_floor(gw: Gateway) -> None:
+    """A retry is accepted whatever its seq and answered from its record; only new taps raise
+    the floor, so the floor a connection enforces is the one the next welcome reports."""
+    t = await authenticate(gw, GATE)
+    base = t.seq
+    first = await t.tap("floor-1", CARD, seq=base + 5)
+    assert first["result"] == "approved"
+    again = await t.tap("floor-1", CARD, seq=base + 100)  # retry with a high seq
+    assert again == first
+    nxt = await t.tap("floor-2", CARD, seq=base + 6)  # above the real floor: accepted
+    assert nxt["type"] == "auth", nxt
+    stale = await t.tap("floor-3", CARD, seq=base + 6)
+    assert stale["code"] == "seq_out_of_order"
+    await t.ws.close()
+    t2 = await authenticate(gw, GATE)
+    assert t2.seq == base + 6
+
+
+async def test_retry_content_is_compared_as_sent(gw: Gateway) -> None:
+    """Adding an optional field on a retry, even the terminal's own default network, makes it
+    different content (docs/protocol.md section 7)."""
+    t = await authenticate(gw, GATE)
+    first = await t.tap("as-sent-1", CARD)
+    assert first["result"] == "approved"
+    changed = await t.tap("as-sent-1", CARD, network="METRO")
+    assert changed["code"] == "tap_id_reused"
+    assert await balance(gw, CARD) == 1_000 - first["amount"]

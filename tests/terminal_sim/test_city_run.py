@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from gateway.store.redis_server import free_port
-from terminal_sim.run import _stop, start_gateway_process
+from terminal_sim.run import start_gateway_process, stop_process
 
 CLI = [sys.executable, "-m", "ops.cli", "sim"]
 ENV = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -80,4 +80,4 @@ def test_closed_loop_in_two_processes_against_a_running_gateway(
         assert r["auditor_differences"] == 0, r["auditor_examples"]
         assert r["errors"] == 0 and r["approved"] + r["declined"] == r["taps_sent"]
     finally:
-        _stop(gw)
+        stop_process(gw)

@@ -140,9 +140,15 @@ def test_malformed(raw: str | bytes) -> None:
     assert error_of(raw).code == wire.MALFORMED
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", 1.0, True, [1], {"v": 1}])
+@pytest.mark.parametrize("version", [0, 2, -1, 2**63 - 1])
 def test_unsupported_version(version: object) -> None:
     assert error_of(tap_dict(v=version)).code == wire.UNSUPPORTED_VERSION
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, True, [1], {"v": 1}])
+def test_a_version_that_is_not_an_integer_is_a_bad_field(version: object) -> None:
+    err = error_of(tap_dict(v=version))
+    assert (err.code, err.message) == (wire.BAD_FIELD, "v: expected an integer")
 
 
 def test_missing_version() -> None:

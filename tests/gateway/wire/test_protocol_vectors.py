@@ -132,8 +132,14 @@ def test_deny_list_vector() -> None:
     assert verify_deny(keys, fields, dl["sig"]) and msg["sig"] == dl["sig"]
     # Moving one card from `remove` to `add` must not verify.
     swapped = wire.DenyFields(
-        fields.key_id, fields.list_version, fields.base_version, fields.part, fields.parts,
-        fields.gateway_time, fields.add + fields.remove, (),
+        fields.key_id,
+        fields.list_version,
+        fields.base_version,
+        fields.part,
+        fields.parts,
+        fields.gateway_time,
+        fields.add + fields.remove,
+        (),
     )
     assert not verify_deny(keys, swapped, dl["sig"])
 
@@ -195,3 +201,33 @@ def test_doc_mentions_every_message_type() -> None:
 
 def test_json_is_plain_json() -> None:
     assert orjson.loads(vectors.JSON_PATH.read_bytes()) == PUBLISHED
+
+
+def test_kind_table_names_only_known_ops_and_every_kind() -> None:
+    from gateway.tap_commands import KIND_DOCS, KIND_OPS
+    from gateway.wire.vectors import render_kinds
+
+    table = render_kinds()
+    for kind, ops in KIND_OPS.items():
+        assert ops <= set(wire.OPS), kind
+        assert kind in KIND_DOCS
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{kind}` |"))
+        assert all(f"`{op}`" in row for op in ops)
+
+
+def test_identifier_list_covers_every_identifier_field() -> None:
+    from gateway.wire.vectors import identifier_fields
+
+    names = identifier_fields()
+    for spec in wire.OPS.values():
+        for f in spec.fields:
+            assert (f.name in names) == (f.kind is wire.IDENTIFIER), f.name
+
+
+def test_document_states_the_transport_limit_the_gateway_uses() -> None:
+    from gateway.config import GatewayConfig
+    from gateway.wire.vectors import DOC_PATH
+
+    doc = DOC_PATH.read_text(encoding="utf-8")
+    limit = f"{GatewayConfig().max_ws_message:,} bytes"
+    assert f"larger than {limit} is not read" in doc.replace("\n  ", " ")

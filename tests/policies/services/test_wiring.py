@@ -8,7 +8,7 @@ import pytest
 from gateway.store.interface import TerminalRecord
 from gateway.tap_commands import KIND_OPS, command_for
 from gateway.wire import protocol as wire
-from policies import Decision, Purchase, reasons
+from policies import CardState, NotPermitted, Purchase, decide, default_tariff, reasons
 from policies.services.commands import (
     SERVICE_OPS,
     FacilityAccess,
@@ -110,9 +110,15 @@ def test_a_kind_may_only_do_its_own_ops() -> None:
         ("gate", "recycle", {"material": "pet", "weight_g": 1}),
         ("recycling", "reward_credit", {"hours": 1}),
     ):
-        decision = command_for(terminal(kind), tap(op, **fields))
-        assert isinstance(decision, Decision)
-        assert decision.reason == reasons.UNSUPPORTED_OPERATION
+        command = command_for(terminal(kind), tap(op, **fields))
+        assert command == NotPermitted("t-1", "op-1", op, kind)
+        state = CardState(card_id="c", balance=99_750, status="active")
+        out = decide(state, command, 0, default_tariff())
+        decision = out.decision
+        assert decision.reason == reasons.UNSUPPORTED_OPERATION and not decision.approved
+        # Decided against the card: its balance and the tariff version, state untouched.
+        assert (decision.balance, decision.amount) == (99_750, 0) and out.state is state
+        assert decision.tariff_version == default_tariff().version
 
 
 def test_v1_purchase_is_unchanged_for_other_callers() -> None:
