@@ -32,8 +32,13 @@ class GatewayConfig:
     #: Tariff file (JSON); None uses policies.default_tariff().
     tariff_path: Path | None = None
     heartbeat_s: int = 15
-    #: Connections that have not completed hello/proof by then are closed.
+    #: Connections that have not completed hello/proof by then (from TCP accept) are closed.
     handshake_timeout_s: float = 10.0
+    #: Unauthenticated connections accepted at once from one IP address (a depot behind NAT
+    #: reconnecting after a restart stays far below: a handshake takes milliseconds) ...
+    max_preauth_per_address: int = 256
+    #: ... and in all; beyond either, a new TCP connection is dropped at accept.
+    max_preauth_total: int = 4_096
     #: Connections closed after this many heartbeat periods without a frame.
     idle_heartbeats: int = 3
     #: Live terminal connections this process accepts.

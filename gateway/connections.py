@@ -62,17 +62,14 @@ class Connections:
     def _close_soon(self, ws: WsConnection) -> None:
         ws.abort()
 
-    def idle(self, older_than_ms: int, handshake_ms: int) -> list[tuple[WsConnection, str]]:
-        """(connection, why) of connections still unauthenticated after `handshake_ms`, or
-        silent for `older_than_ms`."""
-        now = now_ms()
-        out: list[tuple[WsConnection, str]] = []
-        for s, ws in self._ws.items():
-            if s.phase is not Phase.READY and s.connected_ms < now - handshake_ms:
-                out.append((ws, f"no hello and proof within {handshake_ms / 1000:g} s"))
-            elif s.last_activity_ms < now - older_than_ms:
-                out.append((ws, f"no frame for {older_than_ms / 1000:g} s"))
-        return out
+    def idle(self, older_than_ms: int) -> list[tuple[WsConnection, str]]:
+        """(connection, why) of authenticated connections silent for `older_than_ms`."""
+        cutoff = now_ms() - older_than_ms
+        return [
+            (ws, f"no frame for {older_than_ms / 1000:g} s")
+            for s, ws in self._ws.items()
+            if s.phase is Phase.READY and s.last_activity_ms < cutoff
+        ]
 
     def __len__(self) -> int:
         return len(self._ws)

@@ -35,12 +35,12 @@ from gateway.keys.signing import GatewaySigner, load_or_create_signing_key
 from gateway.metrics import MetricSources, TapMetrics
 from gateway.presence import PresenceReporter
 from gateway.provisioning import publish_gateway_key
-from gateway.session import SessionDeps, TerminalSession
+from gateway.session import Phase, SessionDeps, TerminalSession
 from gateway.store.redis_server import RedisServer
 from gateway.store.redis_store import RedisStore
 from gateway.tariffs.holder import TariffHolder, load_tariff, reload_tariff_on_sighup
 from gateway.wire import protocol as wire
-from gateway.wire.ws_server import ConnectionClosed, WsConnection, WsServer
+from gateway.wire.ws_server import ConnectionClosed, PreAuthLimits, WsConnection, WsServer
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +148,15 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
                 return
             session = TerminalSession(deps, ws.send)
             connections.attach(session, ws)
+            pending_auth = True
             try:
                 async for data in ws:
                     if not await session.on_frame(data):
                         await ws.close(1008, "protocol error")
                         break
+                    if pending_auth and session.phase is Phase.READY:
+                        pending_auth = False
+                        ws.mark_authenticated()
             except ConnectionClosed:
                 pass
             finally:
@@ -166,6 +170,16 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
                 config.port,
                 max_size=config.max_ws_message,
                 max_queue=config.max_ws_queue,
+                preauth=PreAuthLimits(
+                    deadline_s=config.handshake_timeout_s,
+                    per_address=config.max_preauth_per_address,
+                    total=config.max_preauth_total,
+                    expired_frame=wire.encode_error(
+                        wire.TIMEOUT,
+                        f"no hello and proof within {config.handshake_timeout_s:g} s",
+                        fatal=True,
+                    ),
+                ),
             )
         )
         gw = Gateway(
@@ -276,14 +290,13 @@ def _readiness_checks(gw: Gateway) -> dict[str, Callable[[], Awaitable[bool]]]:
 
 
 async def _reap_idle(gw: Gateway) -> None:
-    """Close connections that sent nothing for `idle_heartbeats` heartbeat periods, and those
-    that did not complete hello/proof within the handshake timeout."""
+    """Close authenticated connections that sent nothing for `idle_heartbeats` heartbeat
+    periods (the handshake deadline is each connection's own timer: WsServer's PreAuthLimits)."""
     limit_ms = gw.config.heartbeat_s * gw.config.idle_heartbeats * 1000
-    handshake_ms = int(gw.config.handshake_timeout_s * 1000)
-    period = min(gw.config.heartbeat_s, gw.config.handshake_timeout_s) / 2
+    period = gw.config.heartbeat_s / 2
     while True:
         await anyio.sleep(period)
-        for ws, why in gw.connections.idle(limit_ms, handshake_ms):
+        for ws, why in gw.connections.idle(limit_ms):
             # Say why, then close without waiting for the peer (a dead link would hold the
             # reaper up): the close handshake is bounded, and a peer that does not read gets
             # no frame and is dropped at once.

@@ -241,6 +241,16 @@ class TerminalSession:
                 seq=tap.seq,
                 tap_id=tap.tap_id,
             )
+        if seen is None and not wire.terminal_time_plausible(
+            tap.terminal_time, self._deps.now_ms()
+        ):
+            # Before the tap id is noted: the corrected tap may reuse it.
+            return await self._error(
+                wire.IMPLAUSIBLE_TIME,
+                f"terminal_time {tap.terminal_time} is outside the plausibility window",
+                seq=tap.seq,
+                tap_id=tap.tap_id,
+            )
         if tap.seq <= self.last_seq and seen is None:
             return await self._error(
                 "seq_out_of_order",

@@ -28,11 +28,7 @@ def keys_command(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with RedisStore.connect(args.redis_url) as store:
             if cmd == "revoke":
-                rec = await store.get_terminal(args.terminal_id)
-                if rec is None:
-                    raise SystemExit(f"unknown terminal {args.terminal_id}")
-                await store.put_terminal(dataclasses.replace(rec, status="revoked"))
-                print(f"revoked {args.terminal_id}")
+                await _revoke(store, args.redis_url, args.terminal_id, args.reason)
                 return
             if cmd == "new-terminal":
                 key = SigningKey.generate()
@@ -55,6 +51,33 @@ def keys_command(args: argparse.Namespace) -> int:
 
     anyio.run(run)
     return 0
+
+
+async def _revoke(store: RedisStore, redis_url: str, terminal_id: str, reason: str) -> None:
+    """Revoke, close the terminal's live connection on every gateway (the control channel),
+    and audit it like the control room's `revoke_terminal` (operator `keys-cli`: whoever holds
+    the Redis URL)."""
+    from redis.asyncio import Redis
+
+    from gateway.store.deny_store import publish_control
+    from ops.control import audit
+
+    client = Redis.from_url(redis_url)
+    try:
+        rec = await store.get_terminal(terminal_id)
+        if rec is None:
+            await audit.record(client, audit.AuditRecord(
+                "keys-cli", "admin", "revoke_terminal", terminal_id, reason,
+                "refused: unknown_terminal"))
+            raise SystemExit(f"unknown terminal {terminal_id}")
+        await store.put_terminal(dataclasses.replace(rec, status="revoked"))
+        told = await publish_control(client, {"type": "revoke", "terminal": terminal_id})
+        await audit.record(client, audit.AuditRecord(
+            "keys-cli", "admin", "revoke_terminal", terminal_id, reason, "done",
+            detail={"was": rec.status, "gateways_told": told}))
+        print(f"revoked {terminal_id} (live connection closed by {told} gateway(s))")
+    finally:
+        await client.aclose()
 
 
 def cards_command(args: argparse.Namespace) -> int:

@@ -172,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--operator", required=True)
         k.add_argument("--network", default="")
         k.add_argument("--location", default="")
-    k = ksub.add_parser("revoke", help="revoke a terminal")
+    k = ksub.add_parser(
+        "revoke", help="revoke a terminal: its live connection closes at once (audited)"
+    )
     k.add_argument("terminal_id")
+    k.add_argument("--reason", default="", help="why (recorded in the audit log)")
     for name in ("new-terminal", "register", "revoke"):
         ksub.choices[name].add_argument(
             "--redis-url",

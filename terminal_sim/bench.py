@@ -57,6 +57,8 @@ class GatewayTaps:
     seq_base: int
     seed: int
     verify_keys: tuple[tuple[str, str], ...] = ()
+    #: terminal_time of every tap: the run's start (within the gateway's plausibility window)
+    terminal_time: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     _by_slot: list[list[tuple[str, str]]] = field(default_factory=list, compare=False)
 
     def __post_init__(self) -> None:
@@ -68,7 +70,9 @@ class GatewayTaps:
         tap_id = f"{self.run}-{i}"
         card = f"sim{self.seed}-card-{(i * 7919) % self.cards:07d}"
         fields: dict[str, object] = {"amount": 250} if op in ("purchase", "topup") else {}
-        frame = wire.encode_tap(self.seq_base + i + 1, tap_id, card, op, 1_700_000_000_000, fields)
+        frame = wire.encode_tap(
+            self.seq_base + i + 1, tap_id, card, op, self.terminal_time, fields
+        )
         return tap_id, frame
 
     def key(self, payload: bytes) -> Hashable:

@@ -86,6 +86,10 @@ class WorkerPlan:
     closed_s: float = 10.0
     think_s: float = 0.0
     drain_s: float = 15.0
+    #: Epoch ms of the simulated day's midnight: a tap's scheduled `terminal_time` minus the
+    #: true simulated time is that terminal's clock error, which is added to the real clock
+    #: when the tap is sent (the gateway refuses a terminal_time far from its own clock).
+    sim_midnight_ms: int = 0
 
 
 @dataclass
@@ -330,7 +334,9 @@ class CityDriver(LinkDriver[WorkerResult]):
             card=tap.card,
             op=tap.op,
             fields=dict(tap.fields),
-            terminal_time=tap.terminal_time,
+            terminal_time=time.time_ns() // 1_000_000
+            + tap.terminal_time
+            - (self.plan.sim_midnight_ms + tap.t_ms),
             intended=intended,
         )
 

@@ -126,6 +126,7 @@ def plans(
             closed_s=warp.wall_s,
             think_s=spec.think_ms / 1000,
             drain_s=spec.drain_s,
+            sim_midnight_ms=city.midnight_ms(),
         )
         for k in range(n)
     ]

@@ -99,6 +99,23 @@ BUSY: Final = "busy"
 UNAVAILABLE: Final = "unavailable"
 INTERNAL: Final = "internal"
 TIMEOUT: Final = "timeout"
+IMPLAUSIBLE_TIME: Final = "implausible_time"
+
+#: A tap's `terminal_time` may be at most this far ahead of the gateway's clock (a clock some
+#: minutes fast is common in the field and harmless online; a year ahead is not a clock) ...
+MAX_TERMINAL_TIME_AHEAD_MS: Final = 3600 * 1000
+#: ... and at most this far behind it (a retried or queued tap is old, never older than this).
+MAX_TERMINAL_TIME_BEHIND_MS: Final = 7 * 24 * 3600 * 1000
+
+
+def terminal_time_plausible(terminal_time: int, gateway_time: int) -> bool:
+    """Whether a new tap's `terminal_time` is within the plausibility window around the
+    gateway's clock (docs/protocol.md section 2)."""
+    return (
+        gateway_time - MAX_TERMINAL_TIME_BEHIND_MS
+        <= terminal_time
+        <= gateway_time + MAX_TERMINAL_TIME_AHEAD_MS
+    )
 
 ERROR_CODES: Final[dict[str, str]] = {
     FRAME_TOO_LARGE: f"the frame is larger than {MAX_FRAME_BYTES} bytes",
@@ -131,6 +148,10 @@ ERROR_CODES: Final[dict[str, str]] = {
         "was one (never a second charge)"
     ),
     INTERNAL: "unexpected gateway failure; retry with the same tap id",
+    IMPLAUSIBLE_TIME: (
+        "the tap's terminal_time is more than 1 hour ahead of the gateway's clock or more than 7 "
+        "days behind it; the tap was not recorded: correct the clock and send it again"
+    ),
     TIMEOUT: (
         "the connection is closed: no hello and proof within the handshake time-out, or no frame "
         "for 3 heartbeat intervals; reconnect"

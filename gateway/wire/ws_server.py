@@ -14,6 +14,15 @@ Limits: `max_size` bytes per message (bigger: closed with 1009), `max_queue` mes
 an inbox (more: the connection stops reading until its handler catches up), `open_timeout` for
 the opening handshake, `close_timeout` for the closing one (then the TCP connection is dropped),
 and writes wait (`send` blocks) while the transport's buffer is over its high-water mark.
+
+Pre-authentication limits (`PreAuthLimits`, when given): a connection counts as unauthenticated
+from the moment it is accepted until its handler calls `mark_authenticated()`. Past
+`per_address` such connections from one IP address, or `total` in all, a new TCP connection is
+dropped at accept, before any byte is read (cheapest under a flood; the client retries later).
+Each unauthenticated connection has one deadline, `deadline_s` from accept, on its own timer:
+when it passes, `expired_frame` is sent (if the connection is open and writable) and the
+connection closed with 1008, else dropped. A timer per connection, not a periodic sweep, so the
+deadline holds at any number of connections.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Final, cast
 
 from websockets.frames import Frame, Opcode
@@ -46,6 +56,17 @@ CLOSE_TIMEOUT_S: Final = 5.0
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+
+
+@dataclass(frozen=True, slots=True)
+class PreAuthLimits:
+    """Bounds on connections that have not authenticated yet (see the module docstring)."""
+
+    deadline_s: float
+    per_address: int
+    total: int
+    #: Sent when the deadline passes (e.g. the protocol's `timeout` error frame).
+    expired_frame: bytes = b""
 
 
 class ConnectionClosed(Exception):
@@ -81,13 +102,27 @@ class WsConnection(asyncio.Protocol):
         self._closed = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        #: while unauthenticated under PreAuthLimits: the peer address counted, and its deadline
+        self._preauth_address: str | None = None
+        self._auth_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol callbacks ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
-        self._server.connections.add(self)
+        server = self._server
+        limits = server.preauth
+        if limits is not None:
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            if not server.admit(address):
+                self._lost = True
+                self._transport.abort()
+                return
+            self._preauth_address = address
+            self._auth_timer = self._loop.call_later(limits.deadline_s, self._auth_expired)
+        server.connections.add(self)
         self._set_timer(OPEN_TIMEOUT_S)
 
     def data_received(self, data: bytes) -> None:
@@ -118,6 +153,7 @@ class WsConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._end_preauth()
         self._server.connections.discard(self)
         self._wake()
         drain = self._drain
@@ -340,6 +376,29 @@ class WsConnection(asyncio.Protocol):
             self._flush()
         return True
 
+    def mark_authenticated(self) -> None:
+        """The peer has authenticated: it no longer counts against PreAuthLimits and its
+        deadline is lifted."""
+        self._end_preauth()
+
+    def _end_preauth(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        if self._preauth_address is not None:
+            self._server.release(self._preauth_address)
+            self._preauth_address = None
+
+    def _auth_expired(self) -> None:
+        self._auth_timer = None
+        limits = self._server.preauth
+        self._server.preauth_expired += 1
+        frame = limits.expired_frame if limits is not None else b""
+        if frame and self.send_nowait(frame):
+            self.start_close(1008, "timeout")
+        else:
+            self.abort()
+
     def start_close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (if open) and drop the TCP connection if the closing handshake
         is not done within CLOSE_TIMEOUT_S; a connection still in its opening handshake is
@@ -372,9 +431,23 @@ class WsServer:
     connection (1001 going away), waits for their handlers up to SHUTDOWN_TIMEOUT_S, cancels
     the rest and drops what is still connected."""
 
-    def __init__(self, handler: Handler, *, max_size: int, max_queue: int) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_size: int,
+        max_queue: int,
+        preauth: PreAuthLimits | None = None,
+    ) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
+        self.preauth = preauth
+        #: unauthenticated connections now, per peer address and in all
+        self._preauth_by_address: dict[str, int] = {}
+        self.preauth_open = 0
+        #: connections dropped at accept by PreAuthLimits, and deadlines that passed
+        self.preauth_refused = 0
+        self.preauth_expired = 0
         self.loop = asyncio.get_running_loop()
         self.handler = handler
         self.max_size = max_size
@@ -383,6 +456,26 @@ class WsServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
+    def admit(self, address: str) -> bool:
+        """Count a new unauthenticated connection from `address`, or refuse it."""
+        limits = self.preauth
+        assert limits is not None
+        n = self._preauth_by_address.get(address, 0)
+        if n >= limits.per_address or self.preauth_open >= limits.total:
+            self.preauth_refused += 1
+            return False
+        self._preauth_by_address[address] = n + 1
+        self.preauth_open += 1
+        return True
+
+    def release(self, address: str) -> None:
+        n = self._preauth_by_address.get(address, 0) - 1
+        if n > 0:
+            self._preauth_by_address[address] = n
+        else:
+            self._preauth_by_address.pop(address, None)
+        self.preauth_open -= 1
+
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         return () if self._server is None else tuple(self._server.sockets)
@@ -390,9 +483,16 @@ class WsServer:
     @classmethod
     @asynccontextmanager
     async def serve(
-        cls, handler: Handler, host: str, port: int, *, max_size: int, max_queue: int
+        cls,
+        handler: Handler,
+        host: str,
+        port: int,
+        *,
+        max_size: int,
+        max_queue: int,
+        preauth: PreAuthLimits | None = None,
     ) -> AsyncIterator[WsServer]:
-        server = cls(handler, max_size=max_size, max_queue=max_queue)
+        server = cls(handler, max_size=max_size, max_queue=max_queue, preauth=preauth)
         server._server = await server.loop.create_server(
             lambda: WsConnection(server), host, port, backlog=1024
         )

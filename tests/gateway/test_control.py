@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from gateway.server import Gateway, open_gateway
 from gateway.store.deny_store import change_deny, load_deny, publish_control
 from gateway.wire import protocol as wire
 from terminal_sim.deny_holder import DenyHolder
+
+#: A plausible terminal_time (the gateway refuses one far from its clock).
+NOW_MS = time.time_ns() // 1_000_000
 
 pytestmark = pytest.mark.anyio
 
@@ -200,7 +204,7 @@ async def test_revoking_closes_the_terminals_connection_at_once(
         with pytest.raises(ConnectionClosed):
             await victim.recv()
     # The others carry on, and the revoked terminal cannot come back.
-    await witness.send(wire.encode_tap(1, "w-1", "card-1", "fare", 1, {}).decode())
+    await witness.send(wire.encode_tap(1, "w-1", "card-1", "fare", NOW_MS, {}).decode())
     assert (await recv(witness))["result"] == "approved"
     ws = await connect(gw.url, compression=None)
     await ws.send(wire.encode_hello(GATES[5]).decode())
@@ -241,7 +245,7 @@ def grafana_metrics() -> set[str]:
 async def test_metrics_move_with_taps_and_probes_answer(gw: Gateway) -> None:
     ws = await connect_terminal(gw, GATES[7])
     for i, card in enumerate(("card-1", "card-1", "unknown-card"), start=1):
-        await ws.send(wire.encode_tap(i, f"m-{i}", card, "fare", i, {}).decode())
+        await ws.send(wire.encode_tap(i, f"m-{i}", card, "fare", NOW_MS, {}).decode())
         await recv(ws)
     base = f"http://127.0.0.1:{gw.metrics_port}"
     async with httpx.AsyncClient(base_url=base) as http:
@@ -261,3 +265,32 @@ async def test_metrics_move_with_taps_and_probes_answer(gw: Gateway) -> None:
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"redis": True, "signer": True}
     await ws.close()
+
+
+async def test_keys_revoke_on_the_command_line_closes_the_live_connection(
+    gw: Gateway, redis: Redis, redis_url: str
+) -> None:
+    """`citycard keys revoke T` (not only the control room) closes T's open connection on
+    every gateway at once, and is audited."""
+    import subprocess
+    import sys
+
+    victim = await connect_terminal(gw, GATES[7])
+    run = await anyio.to_thread.run_sync(lambda: subprocess.run(
+        [sys.executable, "-m", "ops.cli", "keys", "revoke", GATES[7], "--redis-url", redis_url,
+         "--reason", "handheld reported stolen"],
+        capture_output=True, text=True, timeout=60))
+    assert run.returncode == 0, run.stderr
+    assert "closed by 1 gateway(s)" in run.stdout
+    with anyio.fail_after(5):
+        msg = await recv(victim)
+        assert (msg["type"], msg["code"]) == ("error", "terminal_revoked")
+        with pytest.raises(ConnectionClosed):
+            await victim.recv()
+    from ops.control import audit
+
+    log = await audit.export(redis, "jsonl", since_ms=0)
+    last = orjson.loads(log.strip().splitlines()[-1])
+    assert (last["operator"], last["action"], last["target"], last["result"]) == (
+        "keys-cli", "revoke_terminal", GATES[7], "done")
+    assert last["reason"] == "handheld reported stolen"

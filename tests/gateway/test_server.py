@@ -5,6 +5,7 @@ documented error code, nothing is charged, and the gateway and other terminals c
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from gateway.keys.signing import sign_proof, verify_auth
 from gateway.provisioning import enroll_terminal, issue_card
 from gateway.server import Gateway, open_gateway
 from gateway.wire import protocol as wire
+
+#: A plausible terminal_time (the gateway refuses one far from its clock).
+NOW_MS = time.time_ns() // 1_000_000
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +96,7 @@ class Term:
         if seq is None:
             self.seq += 1
             seq = self.seq
-        await self.send(wire.encode_tap(seq, tap_id, card, op, 1_700_000_000_000, fields))
+        await self.send(wire.encode_tap(seq, tap_id, card, op, NOW_MS, fields))
         return await recv(self.ws)
 
 
@@ -149,10 +153,10 @@ async def test_fare_tap_approved_signed_and_durable(gw: Gateway) -> None:
 
 async def test_retried_tap_answered_identically_and_charged_once(gw: Gateway) -> None:
     t = await authenticate(gw, SHOP)
-    await t.send(wire.encode_tap(1, "p1", CARD, "purchase", 1_700_000_000_000, {"amount": 300}))
+    await t.send(wire.encode_tap(1, "p1", CARD, "purchase", NOW_MS, {"amount": 300}))
     first = await t.ws.recv()
     # Same tap id and content, new seq, on the same connection ...
-    await t.send(wire.encode_tap(2, "p1", CARD, "purchase", 1_700_000_000_000, {"amount": 300}))
+    await t.send(wire.encode_tap(2, "p1", CARD, "purchase", NOW_MS, {"amount": 300}))
     assert await t.ws.recv() == first
     await t.ws.close()
     # ... and on a new connection to a second gateway process with nothing in memory, as after
@@ -160,7 +164,7 @@ async def test_retried_tap_answered_identically_and_charged_once(gw: Gateway) ->
     async with open_gateway(gw.config) as restarted:
         t2 = await authenticate(restarted, SHOP)
         assert t2.seq == 1  # welcome.last_seq: the highest committed seq (the retry wrote nothing)
-        tap = wire.encode_tap(3, "p1", CARD, "purchase", 1_700_000_000_000, {"amount": 300})
+        tap = wire.encode_tap(3, "p1", CARD, "purchase", NOW_MS, {"amount": 300})
         await t2.send(tap)
         assert await t2.ws.recv() == first
         await t2.ws.close()
@@ -439,7 +443,7 @@ async def test_unsupported_operation_is_a_recorded_decline(gw: Gateway) -> None:
     balance, the tariff version) and the retry is the original answer, byte for byte."""
     t = await authenticate(gw, GATE)
     frame = wire.encode_tap(
-        t.seq + 1, "unsup-1", CARD, "purchase", 1_700_000_000_000, {"amount": 10}
+        t.seq + 1, "unsup-1", CARD, "purchase", NOW_MS, {"amount": 10}
     ).decode()
     await t.send(frame)
     first = await t.ws.recv()
@@ -480,3 +484,33 @@ async def test_retry_content_is_compared_as_sent(gw: Gateway) -> None:
     changed = await t.tap("as-sent-1", CARD, network="METRO")
     assert changed["code"] == "tap_id_reused"
     assert await balance(gw, CARD) == 1_000 - first["amount"]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [0, NOW_MS - 8 * 24 * 3600 * 1000, NOW_MS + 2 * 3600 * 1000, NOW_MS + 365 * 24 * 3600 * 1000,
+     2**63 - 1],
+)
+async def test_implausible_terminal_time_is_refused_and_not_recorded(
+    gw: Gateway, when: int
+) -> None:
+    t = await authenticate(gw, GATE)
+    t.seq += 1
+    await t.send(wire.encode_tap(t.seq, "clock-1", CARD, "fare", when, {}))
+    err = await recv(t.ws)
+    assert (err["type"], err["code"], err["fatal"]) == ("error", "implausible_time", False)
+    assert await balance(gw, CARD) == 1_000
+    # Not recorded: the same tap id with a corrected clock is a new tap, charged once.
+    t.seq += 1
+    await t.send(wire.encode_tap(t.seq, "clock-1", CARD, "fare", NOW_MS, {}))
+    ok = await recv(t.ws)
+    assert ok["result"] == "approved" and verified(gw, ok)
+
+
+async def test_plausible_edges_of_the_window_are_accepted(gw: Gateway) -> None:
+    t = await authenticate(gw, GATE)
+    now = time.time_ns() // 1_000_000
+    for i, when in enumerate((now - 6 * 24 * 3600 * 1000, now + 30 * 60 * 1000)):
+        t.seq += 1
+        await t.send(wire.encode_tap(t.seq, f"edge-{i}", CARD, "fare", when, {}))
+        assert (await recv(t.ws))["type"] == "auth"

@@ -4,6 +4,7 @@ operators of each role and a few terminals and cards: what the control-room test
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from gateway.server import Gateway, open_gateway
 from gateway.wire import protocol as wire
 from ops.control.operators import add_operator
 from ops.control.room import ControlConfig, ControlRoom, open_control_room
+
+#: A plausible terminal_time (the gateway refuses one far from its clock).
+NOW_MS = time.time_ns() // 1_000_000
 
 GATES = [f"gate-{i}" for i in range(4)]
 BUSES = [f"bus-{i}" for i in range(2)]
@@ -81,7 +85,7 @@ class Term:
         self.n += 1
         tap_id = f"{self.terminal_id}-t{self.n}-{self.seq}"
         await self.ws.send(
-            wire.encode_tap(self.seq, tap_id, card, op, 1_767_225_600_000, fields).decode()
+            wire.encode_tap(self.seq, tap_id, card, op, NOW_MS, fields).decode()
         )
         while True:
             msg = wire.decode_gateway_message(await self.ws.recv())
