@@ -31,6 +31,8 @@ class GatewayConfig:
     appendfsync: str = "everysec"
     #: Tariff file (JSON); None uses policies.default_tariff().
     tariff_path: Path | None = None
+    #: At start, how long to wait for a Redis that is unreachable or still loading its AOF.
+    redis_ready_wait_s: float = 60.0
     heartbeat_s: int = 15
     #: Connections that have not completed hello/proof by then (from TCP accept) are closed.
     handshake_timeout_s: float = 10.0

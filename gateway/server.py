@@ -102,7 +102,9 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
         del key
         tariff = TariffHolder(load_tariff(config.tariff_path), config.tariff_path)
         authority = GatewayAuthority(signer, lambda: tariff.current.currency)
-        store = await stack.enter_async_context(RedisStore.connect(store_url))
+        store = await stack.enter_async_context(
+            RedisStore.connect(store_url, ready_wait_s=config.redis_ready_wait_s)
+        )
         await anyio.to_thread.run_sync(
             publish_gateway_key, redis_url, signer.key_id, signer.public_key_hex
         )

@@ -37,6 +37,8 @@ CLIENT_CPU_BOUND_SHARE = 0.9
 #: machine's cores were taken by others (the gateway, Redis, other jobs): `client_starved`.
 CLIENT_SEND_LAG_P99_MS = 5.0
 CLIENT_BUSY_SHARE = 0.5
+#: Lines a starting gateway may print before "listening" (more: it is taken to have failed).
+START_LOG_LINES = 50
 
 
 def client_bottleneck(
@@ -174,10 +176,16 @@ def start_gateway_process(
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening" not in line:
-        stop_process(proc)
-        raise RuntimeError(f"gateway did not start: {line}{proc.stdout.read()}")
+    # Log lines may come first (e.g. waiting for a Redis that is still loading its AOF).
+    before: list[str] = []
+    while True:
+        line = proc.stdout.readline()
+        if "listening" in line:
+            break
+        before.append(line)
+        if not line or len(before) > START_LOG_LINES:
+            stop_process(proc)
+            raise RuntimeError(f"gateway did not start: {''.join(before)}{proc.stdout.read()}")
     # Keep draining its output so a chatty gateway never blocks on a full pipe.
     threading.Thread(target=_drain, args=(proc.stdout, log), daemon=True).start()
     return proc

@@ -328,6 +328,33 @@ def _is_noscript(reply: Any) -> bool:
     return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
+#: Pause between two tries while Redis is not ready at start (seconds).
+READY_RETRY_S: Final = 0.25
+
+
+async def _load_scripts(client: Redis, socket_timeout: float, ready_wait_s: float) -> None:
+    """Load the store's scripts, retrying for up to `ready_wait_s` s while Redis is not ready
+    (one log line when waiting starts)."""
+    deadline = time.monotonic() + ready_wait_s
+    waiting = False
+    while True:
+        try:
+            with _translate_errors("loading scripts"), anyio.fail_after(socket_timeout):
+                for script in (COMMIT_LUA, PROGRESS_LUA):
+                    await client.script_load(script)
+        except (StoreUnavailable, TimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(f"Redis not ready: {exc}") from exc
+            if not waiting:
+                waiting = True
+                log.warning("Redis not ready (%s); waiting up to %.0f s", exc, ready_wait_s)
+            await anyio.sleep(READY_RETRY_S)
+            continue
+        if waiting:
+            log.warning("Redis ready")
+        return
+
+
 class RedisStore:
     """The Redis `Store`. Create it with `async with RedisStore.connect(url) as store:`."""
 
@@ -371,9 +398,14 @@ class RedisStore:
         max_pending: int = MAX_PENDING_WRITES,
         max_batch: int = MAX_BATCH,
         close_timeout: float = 5.0,
+        ready_wait_s: float = 0.0,
     ) -> AsyncIterator[RedisStore]:
         """Connect, load the scripts, run the committer; on exit send what is queued (for up to
         `close_timeout` s), fail the rest with StoreUnavailable and close the connections.
+
+        `ready_wait_s`: how long to keep trying while Redis is unreachable or still loading its
+        AOF (a gateway restarted right after Redis waits for it instead of failing to start);
+        0: fail at once with StoreUnavailable.
 
         `socket_timeout` bounds every read-path call and every commit batch round trip;
         `max_connections` bounds the pool of the read path (the committer has its own
@@ -401,9 +433,7 @@ class RedisStore:
                 max_pending=max_pending,
                 max_batch=max_batch,
             )
-            with _translate_errors("loading scripts"), anyio.fail_after(socket_timeout):
-                for script in (COMMIT_LUA, PROGRESS_LUA):
-                    await client.script_load(script)
+            await _load_scripts(client, socket_timeout, ready_wait_s)
             # A plain asyncio task rather than a task group, so that an exception in the body
             # reaches the caller as itself and not wrapped in an ExceptionGroup.
             committer = asyncio.create_task(store._committer(), name="RedisStore.committer")

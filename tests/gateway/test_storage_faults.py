@@ -170,3 +170,33 @@ async def test_loading_redis_is_unavailable_then_served(
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) <= 8, warnings
     assert not any(CARD in w for w in warnings), warnings
+
+
+def test_gateway_started_while_redis_loads_waits_for_it(tmp_path: Path) -> None:
+    """A gateway (re)started while Redis still loads its AOF waits for it and then serves;
+    it does not exit (measured before: `citycard chaos` stopped at a gateway that could not
+    start right after a Redis restart)."""
+    from gateway.store.redis_server import free_port
+    from terminal_sim.run import start_gateway_process, stop_process
+
+    data = tmp_path / "redis"
+    server = RedisServer(data_dir=data).start()
+    _fill_and_rewrite(server.url)
+    server.kill()
+    server = RedisServer(
+        data_dir=data,
+        port=server.port,
+        extra_args=("--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024"),
+    ).start(until_loaded=False)
+    try:
+        probe = redis.Redis.from_url(server.url)
+        with pytest.raises(redis.BusyLoadingError):
+            probe.ping()
+        probe.close()
+        proc = start_gateway_process(free_port(), server.url, tmp_path)
+        try:
+            assert proc.poll() is None
+        finally:
+            stop_process(proc)
+    finally:
+        server.stop()
