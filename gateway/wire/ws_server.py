@@ -395,9 +395,14 @@ class WsConnection(asyncio.Protocol):
         self._server.preauth_expired += 1
         frame = limits.expired_frame if limits is not None else b""
         if frame and self.send_nowait(frame):
-            self.start_close(1008, "timeout")
-        else:
-            self.abort()
+            # Say why and send the close frame, but do not wait for the peer's close: a peer
+            # that never authenticated gets no closing handshake (it may never answer), only
+            # the flush of what was written, then the TCP close.
+            self._discard_from_now()
+            self._proto.send_close(1008, "timeout")
+            self._flush()
+        if self._transport is not None:
+            self._transport.close()
 
     def start_close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (if open) and drop the TCP connection if the closing handshake
