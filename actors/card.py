@@ -17,9 +17,11 @@ from typing import Final, Protocol
 
 import orjson
 
+from actors.card_auth import verify_tap_cryptogram
 from actors.card_store import CardStore, CardWrite
 from policies import CardState, Command, Decision, Outcome, Tariff, decide
 from policies._slots import slot_setters
+from policies.card_auth import CardProof, decide_authenticated
 
 #: How often a compare-and-set conflict is retried before the tap is refused as `busy`.
 MAX_CAS_RETRIES = 3
@@ -41,6 +43,8 @@ class TapRequest:
     now_ms: int
     #: the terminal's registered kind (gate, bus, retail, ...), for the journal
     kind: str
+    #: the tap's card cryptogram (counter, signature hex), if it carried one
+    card_proof: tuple[int, str] | None
 
     # Built once per tap: stores through the slots (policies._slots) rather than the frozen
     # dataclass __init__'s per-field object.__setattr__.
@@ -55,6 +59,7 @@ class TapRequest:
         command: Command,
         now_ms: int,
         kind: str = "",
+        card_proof: tuple[int, str] | None = None,
     ) -> None:
         s = _TAP_REQUEST
         s[0](self, terminal_id)
@@ -66,6 +71,7 @@ class TapRequest:
         s[6](self, command)
         s[7](self, now_ms)
         s[8](self, kind)
+        s[9](self, card_proof)
 
 
 _TAP_REQUEST: Final = slot_setters(TapRequest)
@@ -207,13 +213,26 @@ class CardActor:
             return TapReply(frame=b"", duplicate=True, decision=None, reused=True)
         return TapReply(frame=frame, duplicate=True, decision=None)
 
+    def _decide(self, req: TapRequest) -> Outcome:
+        state = self.state
+        if state is None or (state.card_key is None and req.card_proof is None):
+            return decide(state, req.command, req.now_ms, self._deps.tariff())
+        proof = None
+        if req.card_proof is not None:
+            counter, sig = req.card_proof
+            verified = state.card_key is not None and verify_tap_cryptogram(
+                state.card_key, self.card, req.terminal_id, req.tap_id, counter, sig
+            )
+            proof = CardProof(counter, verified)
+        return decide_authenticated(state, req.command, req.now_ms, self._deps.tariff(), proof)
+
     async def handle(self, req: TapRequest) -> TapReply:
         key = (req.terminal_id, req.tap_id)
         cached = self._cache.get(key) if self._cache is not None else None
         if cached is not None:
             return self._replay(req, cached)
         for _ in range(MAX_CAS_RETRIES):
-            outcome = decide(self.state, req.command, req.now_ms, self._deps.tariff())
+            outcome = self._decide(req)
             frame = await self._deps.sign(req, outcome.decision, req.now_ms)
             if self.state is None:
                 # Unknown card: nothing to write, and writing would let random tokens fill Redis.

@@ -57,9 +57,27 @@ async def enroll_terminal(
     )
 
 
-async def issue_card(store: Store, card: str, *, balance: int, category: str = "adult") -> None:
+async def issue_card(
+    store: Store,
+    card: str,
+    *,
+    balance: int,
+    category: str = "adult",
+    card_key: str | None = None,
+) -> None:
+    """Issue (or re-issue) a card. `card_key`: the card's Ed25519 public key (64 hex), for a
+    card that authenticates every tap with a cryptogram (docs/protocol.md section 8)."""
+    if card_key is not None and (
+        len(card_key) != 64 or any(c not in "0123456789abcdef" for c in card_key)
+    ):
+        raise ValueError("card_key must be 64 lowercase hex characters (an Ed25519 public key)")
     state = CardState(
-        card_id=card, balance=balance, status="active", category=category, recent_taps=()
+        card_id=card,
+        balance=balance,
+        status="active",
+        category=category,
+        recent_taps=(),
+        card_key=card_key,
     )
     await store.put_card(card, orjson.dumps(state.to_dict()))
 

@@ -277,6 +277,7 @@ class TerminalSession:
             command=command,
             now_ms=now,
             kind=term.kind,
+            card_proof=wire.card_proof_of(tap) if tap.fields else None,
         )
         try:
             reply = await self._deps.cards.ask(tap.card, req, timeout=TAP_TIMEOUT_S)

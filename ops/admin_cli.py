@@ -84,7 +84,13 @@ def cards_command(args: argparse.Namespace) -> int:
     async def run() -> None:
         async with RedisStore.connect(args.redis_url) as store:
             if args.cards_command == "issue":
-                await issue_card(store, args.card, balance=args.balance, category=args.category)
+                await issue_card(
+                    store,
+                    args.card,
+                    balance=args.balance,
+                    category=args.category,
+                    card_key=args.card_key,
+                )
                 print(f"issued {args.card} balance={args.balance}")
                 return
             if args.cards_command == "block":

@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("card")
     c.add_argument("--balance", type=int, default=0, help="minor units")
     c.add_argument("--category", default="adult")
+    c.add_argument(
+        "--card-key",
+        default=None,
+        help="the card's Ed25519 public key (hex): every tap must then carry its cryptogram",
+    )
     c = csub.add_parser("show", help="print a card's state")
     c.add_argument("card")
     c = csub.add_parser("block", help="block a card")

@@ -110,6 +110,12 @@ _OPERATOR_ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
 SUPPORTED_COMMANDS: frozenset[type[Any]] = frozenset(_ROUTES) | frozenset(_OPERATOR_ROUTES)
 
 
+def product_of(command: Command) -> str:
+    """The product a command asks for (what a decline before its rule runs names)."""
+    route = _ROUTES.get(type(command)) or _OPERATOR_ROUTES.get(type(command))
+    return "unsupported" if route is None else str(route.product(command))
+
+
 def _str_attr(obj: object, name: str) -> str:
     value = getattr(obj, name, "")
     return value if isinstance(value, str) else ""

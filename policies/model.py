@@ -87,6 +87,9 @@ _CARD_OPTIONAL: Final = (
     "products",
     "transit",
     "auto_topup",
+    # card authentication (policies/card_auth.py)
+    "card_key",
+    "card_counter",
 )
 
 
@@ -110,6 +113,11 @@ class CardState:
     transit: TransitMemory | None = None
     """Journey context, open and incomplete trips, spend toward caps; None: never travelled."""
     auto_topup: AutoTopup | None = None
+    card_key: str | None = None
+    """The card's Ed25519 public key (hex) for cards that authenticate each tap; None: a card
+    without a key (its id alone identifies it)."""
+    card_counter: int = 0
+    """The highest card counter accepted in a tap cryptogram (the card's transaction counter)."""
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -129,6 +137,9 @@ class CardState:
             out["transit"] = self.transit.to_dict()
         if self.auto_topup is not None:
             out["auto_topup"] = self.auto_topup.to_dict()
+        if self.card_key is not None:
+            out["card_key"] = self.card_key
+            out["card_counter"] = self.card_counter
         return out
 
     @classmethod
@@ -166,6 +177,7 @@ class CardState:
         until = d.get("category_until_ms")
         raw_transit = d.get("transit")
         raw_auto = d.get("auto_topup")
+        raw_key = d.get("card_key")
         return cls(
             card_id,
             balance,
@@ -179,6 +191,8 @@ class CardState:
             products=products_from(d.get("products", ())),
             transit=None if raw_transit is None else TransitMemory.from_dict(raw_transit),
             auto_topup=None if raw_auto is None else AutoTopup.from_dict(raw_auto),
+            card_key=None if raw_key is None else check_str(raw_key, "card state field card_key"),
+            card_counter=check_int(d.get("card_counter", 0), "card state field card_counter"),
         )
 
 

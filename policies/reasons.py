@@ -122,6 +122,17 @@ NEGATIVE_BALANCE: Final = "negative_balance"
 INVALID_NOTE: Final = "invalid_note"
 """Declined: an operator command's note (why it is done) is empty or too long."""
 
+CARD_AUTH_REQUIRED: Final = "card_auth_required"
+"""Declined: the card holds a card key, and the tap carries no card cryptogram."""
+
+CARD_AUTH_FAILED: Final = "card_auth_failed"
+"""Declined: the tap's card cryptogram does not verify with the card's key (a copied card id,
+or a tap replayed at another terminal or under another tap id)."""
+
+STALE_CARD_COUNTER: Final = "stale_card_counter"
+"""Declined: the cryptogram's card counter is not above the highest one already accepted (a
+replayed cryptogram, or a cloned card running behind the genuine one)."""
+
 REASONS: Final[dict[str, str]] = {
     OK: "approved, charged as computed",
     REPEAT_TAP: (
@@ -184,6 +195,11 @@ REASONS: Final[dict[str, str]] = {
         "declined: the balance is negative (the one-time transit allowance is used); top up first"
     ),
     INVALID_NOTE: "declined: an operator command says no reason, or one over 200 characters",
+    CARD_AUTH_REQUIRED: "declined: this card must authenticate each tap (card cryptogram) and "
+    "the tap carries none",
+    CARD_AUTH_FAILED: "declined: the card cryptogram does not verify with the card's key",
+    STALE_CARD_COUNTER: "declined: the card counter is not above the last one accepted "
+    "(a replayed cryptogram or a cloned card)",
 }
 
 APPROVING: Final[frozenset[str]] = frozenset({OK, REPEAT_TAP})
@@ -193,6 +209,8 @@ __all__ = [
     "AMOUNT_TOO_LARGE",
     "APPROVING",
     "BALANCE_LIMIT",
+    "CARD_AUTH_FAILED",
+    "CARD_AUTH_REQUIRED",
     "CARD_BLOCKED",
     "CATEGORY_NOT_ALLOWED",
     "DAILY_LIMIT",
@@ -216,6 +234,7 @@ __all__ = [
     "REASONS",
     "REPEAT_TAP",
     "SERVICE_NOT_OFFERED",
+    "STALE_CARD_COUNTER",
     "UNKNOWN_CARD",
     "UNKNOWN_CATEGORY",
     "UNKNOWN_FACILITY",

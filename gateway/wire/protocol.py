@@ -733,7 +733,41 @@ def _decode_tap(obj: dict[str, Any]) -> Tap:
         if not fs.kind.check(value):
             raise ProtocolError(BAD_FIELD, f"{fs.name}: expected {fs.kind.name}", seq, tap_id)
         fields[fs.name] = value
+    counter = obj.get(CARD_COUNTER)
+    card_sig = obj.get(CARD_SIG)
+    if counter is not None or card_sig is not None:
+        _card_cryptogram(counter, card_sig, seq, tap_id)
+        fields[CARD_COUNTER] = counter
+        fields[CARD_SIG] = card_sig
     return Tap(seq, tap_id, card, op, terminal_time, fields)
+
+
+#: The card cryptogram: optional fields of every tap (docs/protocol.md section 8), carried in
+#: `Tap.fields` so that the content hash covers them.
+CARD_COUNTER: Final = "card_counter"
+CARD_SIG: Final = "card_sig"
+
+
+def _card_cryptogram(counter: object, card_sig: object, seq: int, tap_id: str) -> None:
+    for name, value in ((CARD_COUNTER, counter), (CARD_SIG, card_sig)):
+        if value is None:
+            raise ProtocolError(
+                MISSING_FIELD, f"{name} is required with {CARD_COUNTER} and {CARD_SIG}", seq,
+                tap_id,
+            )
+    if not _is_seq(counter):
+        raise ProtocolError(BAD_FIELD, f"{CARD_COUNTER}: expected an integer >= 1", seq, tap_id)
+    if not _is_hex128(card_sig):
+        raise ProtocolError(BAD_FIELD, f"{CARD_SIG}: expected 128 lowercase hex characters",
+                            seq, tap_id)
+
+
+def card_proof_of(tap: Tap) -> tuple[int, str] | None:
+    """(card_counter, card_sig) of a tap that carries a card cryptogram."""
+    counter = tap.fields.get(CARD_COUNTER)
+    if counter is None:
+        return None
+    return int(counter), str(tap.fields[CARD_SIG])  # type: ignore[call-overload]
 
 
 _TERMINAL_DECODERS: Final[dict[str, Callable[[dict[str, Any]], TerminalMessage]]] = {
