@@ -19,6 +19,7 @@ from typing import Final
 import nacl.exceptions
 import nacl.signing
 
+from actors.card_auth import tap_cryptogram_bytes
 from gateway.wire.protocol import is_identifier
 
 AID: Final = bytes.fromhex("F0") + b"CITYCARD" + b"\x01"
@@ -29,6 +30,11 @@ CLA_ISO: Final = 0x00
 INS_SELECT: Final = 0xA4
 INS_GET_DATA: Final = 0xCA
 INS_INTERNAL_AUTHENTICATE: Final = 0x88
+# Proprietary class: the tap cryptogram (the card's counter and its signature over the tap).
+CLA_PROPRIETARY: Final = 0x80
+INS_TAP_CRYPTOGRAM: Final = 0xAE
+#: Longest "terminal_id LF tap_id" a TAP CRYPTOGRAM command carries (two identifiers).
+MAX_TAP_DATA: Final = 64 + 1 + 64
 
 # GET DATA tags (P1-P2).
 TAG_TOKEN: Final = 0xDF01
@@ -141,6 +147,20 @@ def get_data_apdu(tag: int) -> list[int]:
 
 def internal_authenticate_apdu(challenge: bytes) -> list[int]:
     return build_apdu(CLA_ISO, INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, challenge, 256)
+
+
+def tap_cryptogram_apdu(terminal_id: str, tap_id: str) -> list[int]:
+    """Ask the card to sign one tap: data "terminal_id LF tap_id"; the answer is the card's
+    counter (4 bytes, big-endian) and its Ed25519 signature over `tap_cryptogram_bytes`."""
+    data = f"{terminal_id}\n{tap_id}".encode("ascii")
+    return build_apdu(CLA_PROPRIETARY, INS_TAP_CRYPTOGRAM, 0x00, 0x00, data, 256)
+
+
+def parse_tap_cryptogram(data: bytes) -> tuple[int, str]:
+    """(card_counter, card_sig hex) from a TAP CRYPTOGRAM answer."""
+    if len(data) != 4 + 64:
+        raise CardError(f"TAP CRYPTOGRAM answer of {len(data)} bytes, not 68")
+    return int.from_bytes(data[:4], "big"), data[4:].hex()
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,9 +276,12 @@ def _sw(sw: int, data: bytes = b"") -> bytes:
 class CityCardApplet:
     """The card application's state machine: nothing but SELECT works until it is selected."""
 
-    def __init__(self, profile: CardProfile) -> None:
+    def __init__(self, profile: CardProfile, counter: int = 0) -> None:
         self.profile = profile
         self.selected = False
+        #: the card's transaction counter: raised before every tap cryptogram, never lowered
+        #: (a real card keeps it in non-volatile memory)
+        self.counter = counter
 
     def reset(self) -> None:
         """Power-on or reset: the application is deselected."""
@@ -269,9 +292,11 @@ class CityCardApplet:
         cmd = parse_command(apdu)
         if cmd is None:
             return _sw(SW_WRONG_LENGTH)
-        if cmd.cla != CLA_ISO:
+        if cmd.cla == CLA_PROPRIETARY and cmd.ins == INS_TAP_CRYPTOGRAM:
+            data, sw = self._tap_cryptogram(cmd)
+        elif cmd.cla != CLA_ISO:
             return _sw(SW_CLA_NOT_SUPPORTED)
-        if cmd.ins == INS_SELECT:
+        elif cmd.ins == INS_SELECT:
             data, sw = self._select(cmd)
         elif cmd.ins == INS_GET_DATA:
             data, sw = self._get_data(cmd)
@@ -321,6 +346,27 @@ class CityCardApplet:
         if key is None:
             return b"", SW_FUNCTION_NOT_SUPPORTED
         return key.sign(card_auth_bytes(self.profile.token, cmd.data)).signature, SW_OK
+
+    def _tap_cryptogram(self, cmd: Command) -> tuple[bytes, int]:
+        if not self.selected:
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        if cmd.p1 != 0 or cmd.p2 != 0:
+            return b"", SW_INCORRECT_P1P2
+        key = self.profile.card_key
+        if key is None:
+            return b"", SW_FUNCTION_NOT_SUPPORTED
+        try:
+            terminal_id, tap_id = cmd.data.decode("ascii").split("\n")
+        except (UnicodeDecodeError, ValueError):
+            return b"", SW_WRONG_LENGTH
+        if len(cmd.data) > MAX_TAP_DATA or not (is_identifier(terminal_id)
+                                                and is_identifier(tap_id)):
+            return b"", SW_WRONG_LENGTH
+        if self.counter >= 0xFFFFFFFF:
+            return b"", SW_CONDITIONS_NOT_SATISFIED  # the counter is spent: the card is dead
+        self.counter += 1
+        msg = tap_cryptogram_bytes(self.profile.token, terminal_id, tap_id, self.counter)
+        return self.counter.to_bytes(4, "big") + key.sign(msg).signature, SW_OK
 
 
 # --------------------------------------------------------------------------------------------

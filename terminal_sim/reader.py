@@ -42,7 +42,9 @@ from terminal_sim.card_app import (
     get_data_apdu,
     internal_authenticate_apdu,
     parse_fci,
+    parse_tap_cryptogram,
     select_apdu,
+    tap_cryptogram_apdu,
     verify_card,
 )
 
@@ -151,6 +153,8 @@ class CardRead:
     app_version: int
     #: None: not checked (no issuer keys configured); else whether the card proved genuine
     authenticated: bool | None
+    #: the card's tap cryptogram (card_counter, card_sig) when asked for one and it has a key
+    cryptogram: tuple[int, str] | None = None
 
 
 def _transmit(conn: Any, apdu: list[int]) -> tuple[bytes, int]:
@@ -172,10 +176,15 @@ def _get_data(conn: Any, tag: int) -> bytes:
     return data
 
 
-def read_card(reader: str, issuer_keys: Sequence[nacl.signing.VerifyKey] = ()) -> CardRead:
+def read_card(
+    reader: str,
+    issuer_keys: Sequence[nacl.signing.VerifyKey] = (),
+    tap: tuple[str, str] | None = None,
+) -> CardRead:
     """Read the card in `reader`: SELECT the citycard application, GET DATA the token and,
     with `issuer_keys`, check the card's issuer certificate and its signature over a fresh
-    challenge (INTERNAL AUTHENTICATE)."""
+    challenge (INTERNAL AUTHENTICATE). With `tap` (terminal id, tap id) a card with a key is
+    asked for that tap's cryptogram (TAP CRYPTOGRAM) while it is still in the field."""
     from smartcard.Exceptions import CardConnectionException, NoCardException
     from smartcard.pcsc.PCSCReader import PCSCReader
 
@@ -211,7 +220,13 @@ def read_card(reader: str, issuer_keys: Sequence[nacl.signing.VerifyKey] = ()) -
                 authenticated = verify_card(
                     token, card_key, cert, challenge, sig, list(issuer_keys)
                 )
-        return CardRead(token, atr, fci.version, authenticated)
+        cryptogram = None
+        if tap is not None and fci.has_card_key:
+            data, sw = _transmit(conn, tap_cryptogram_apdu(*tap))
+            if sw != SW_OK:
+                raise CardError("TAP CRYPTOGRAM failed", sw)
+            cryptogram = parse_tap_cryptogram(data)
+        return CardRead(token, atr, fci.version, authenticated, cryptogram)
     except CardConnectionException as e:
         raise ReaderError(f"{reader}: card removed while being read: {e}") from e
     finally:
@@ -353,11 +368,17 @@ class GatewayLink:
         return f"rd-{time.time_ns() // 1_000_000}-{self._taps}-{os.urandom(3).hex()}"
 
     async def tap(
-        self, card: str, op: str, fields: Mapping[str, object] | None = None
+        self,
+        card: str,
+        op: str,
+        fields: Mapping[str, object] | None = None,
+        *,
+        tap_id: str | None = None,
     ) -> dict[str, Any]:
         """Send a tap and return its verified `auth` message (approved or declined); retries
-        with the same tap id and content, reconnecting as needed. Raises TapFailed."""
-        tap_id = self.new_tap_id()
+        with the same tap id and content, reconnecting as needed. Raises TapFailed.
+        `tap_id`: one taken earlier with `new_tap_id` (e.g. signed by the card)."""
+        tap_id = tap_id or self.new_tap_id()
         terminal_time = time.time_ns() // 1_000_000
         sent_seqs: set[int] = set()
         backoff = 0.1
@@ -474,8 +495,11 @@ class Outcome:
 async def process_card(link: GatewayLink, reader: str, cfg: ReaderConfig) -> Outcome:
     """Read the card now in `reader` and tap it; never raises for card or tap problems."""
     t0 = time.perf_counter()
+    tap_id = link.new_tap_id()  # before reading: the card signs it
     try:
-        card = await asyncio.to_thread(read_card, reader, cfg.issuer_keys)
+        card = await asyncio.to_thread(
+            read_card, reader, cfg.issuer_keys, (cfg.terminal_id, tap_id)
+        )
     except (ReaderError, CardError) as e:
         return Outcome(None, error=str(e))
     if card.authenticated is False:
@@ -483,8 +507,10 @@ async def process_card(link: GatewayLink, reader: str, cfg: ReaderConfig) -> Out
     fields: dict[str, object] = {}
     if cfg.amount is not None:
         fields["amount"] = cfg.amount
+    if card.cryptogram is not None:
+        fields[wire.CARD_COUNTER], fields[wire.CARD_SIG] = card.cryptogram
     try:
-        auth = await link.tap(card.token, cfg.op, fields)
+        auth = await link.tap(card.token, cfg.op, fields, tap_id=tap_id)
     except TapFailed as e:
         return Outcome(card, error=str(e), elapsed_ms=(time.perf_counter() - t0) * 1000)
     return Outcome(card, auth, elapsed_ms=(time.perf_counter() - t0) * 1000)

@@ -48,6 +48,7 @@ LOCK_PATH = Path("/tmp/citycard-pcsc-tests.lock")
 
 GATE, SHOP = "gate-reader-1", "shop-reader-1"
 CARD, OTHER_CARD = "card-reader-1", "card-reader-unknown"
+KEYED_CARD = "card-reader-keyed"
 ISSUER = SigningKey(hashlib.sha256(b"test issuer").digest())
 
 
@@ -343,3 +344,55 @@ async def test_link_reconnects_after_a_drop(gw: Gateway, redis_url: str) -> None
         assert link.connects == 2 and second["seq"] > first["seq"]
     finally:
         await link.close()
+
+
+@pytest.mark.anyio
+async def test_card_with_a_key_signs_each_tap_through_pcsc(
+    vpcd_reader: str, gw: Gateway, redis_url: str
+) -> None:
+    """A card issued with its card key: the reader asks it for each tap's cryptogram (TAP
+    CRYPTOGRAM) and the gateway verifies it; a copy of the token with another key is declined
+    by the gateway itself (no issuer keys at this terminal)."""
+    from terminal_sim.reader import Outcome, ReaderConfig, run_reader
+
+    seed = bytes(range(32))
+    genuine = personalise(KEYED_CARD, issuer_key=ISSUER, card_seed=seed)
+    assert genuine.card_key is not None
+    await issue_card(gw.store, KEYED_CARD, balance=1_000,
+                     card_key=bytes(genuine.card_key.verify_key).hex())
+    keys = trusted_keys(gateway_keys(redis_url).values())
+    cfg = ReaderConfig(
+        url=gw.url, terminal_id=SHOP, signing_key=term_key(SHOP), gateway_keys=keys,
+        reader="Virtual PCD 00 00", op="purchase", amount=100, max_cards=3, card_timeout=20,
+    )  # fmt: skip
+    ready = asyncio.Event()
+    reported: asyncio.Queue[Outcome] = asyncio.Queue()
+    task = asyncio.create_task(
+        run_reader(cfg, reported.put_nowait, on_ready=lambda _reader: ready.set())
+    )
+    card = _vcard(genuine)
+    clone = _vcard(personalise(KEYED_CARD, issuer_key=ISSUER, card_seed=bytes(32)))
+    outcomes: list[Outcome] = []
+    try:
+        await asyncio.wait_for(ready.wait(), 20)
+        for c in (card, card, clone):
+            await asyncio.to_thread(insert, c)
+            try:
+                outcomes.append(await asyncio.wait_for(reported.get(), 20))
+            finally:
+                await asyncio.to_thread(c.remove)
+        await asyncio.wait_for(task, 20)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    first, second, copy = outcomes
+    assert first.approved and second.approved, (first.line(), second.line())
+    assert first.card is not None and second.card is not None
+    assert first.card.cryptogram is not None and second.card.cryptogram is not None
+    assert (first.card.cryptogram[0], second.card.cryptogram[0]) == (1, 2)
+    assert copy.auth is not None and copy.auth["reason"] == "card_auth_failed", copy.line()
+    rec = await gw.store.load_card(KEYED_CARD)
+    assert rec is not None
+    state = orjson.loads(rec.state)
+    assert (state["balance"], state["card_counter"]) == (800, 2)

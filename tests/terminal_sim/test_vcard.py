@@ -244,3 +244,28 @@ def test_insert_gives_up_without_vpcd() -> None:
     card = VirtualCard(app.personalise("card-7"), port=port)
     with pytest.raises(OSError):
         card.insert(timeout=0.3)
+
+
+def test_tap_cryptogram_counts_up_and_signs_the_tap(keyed: app.CityCardApplet) -> None:
+    from actors.card_auth import verify_tap_cryptogram
+
+    assert keyed.process(bytes(app.select_apdu()))[-2:] == b"\x90\x00"
+    key_hex = bytes(app.nacl.signing.SigningKey(CARD_SEED).verify_key).hex()
+    for want in (1, 2):
+        answer = keyed.process(bytes(app.tap_cryptogram_apdu("gate-9", f"tap-{want}")))
+        assert answer[-2:] == b"\x90\x00"
+        counter, sig = app.parse_tap_cryptogram(answer[:-2])
+        assert counter == want
+        assert verify_tap_cryptogram(key_hex, "card-8", "gate-9", f"tap-{want}", counter, sig)
+        assert not verify_tap_cryptogram(key_hex, "card-8", "gate-X", f"tap-{want}", counter, sig)
+
+
+def test_tap_cryptogram_refusals(plain: app.CityCardApplet, keyed: app.CityCardApplet) -> None:
+    apdu = bytes(app.tap_cryptogram_apdu("gate-9", "tap-1"))
+    assert keyed.process(apdu) == b"\x69\x85"  # not selected
+    plain.process(bytes(app.select_apdu()))
+    assert plain.process(apdu) == b"\x6a\x81"  # a card without a key cannot sign
+    keyed.process(bytes(app.select_apdu()))
+    bad = bytes(app.build_apdu(0x80, 0xAE, 0, 0, b"no newline here", 256))
+    assert keyed.process(bad) == b"\x67\x00"
+    assert keyed.counter == 0  # refusals spend nothing
