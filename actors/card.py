@@ -45,6 +45,9 @@ class TapRequest:
     kind: str
     #: the tap's card cryptogram (counter, signature hex), if it carried one
     card_proof: tuple[int, str] | None
+    #: for a tap decided offline by the terminal: (what it decided, the amount it assumed,
+    #: when the gateway received it); `now_ms` is then the tap's own time
+    offline: tuple[str, int, int] | None
 
     # Built once per tap: stores through the slots (policies._slots) rather than the frozen
     # dataclass __init__'s per-field object.__setattr__.
@@ -60,6 +63,7 @@ class TapRequest:
         now_ms: int,
         kind: str = "",
         card_proof: tuple[int, str] | None = None,
+        offline: tuple[str, int, int] | None = None,
     ) -> None:
         s = _TAP_REQUEST
         s[0](self, terminal_id)
@@ -72,6 +76,7 @@ class TapRequest:
         s[7](self, now_ms)
         s[8](self, kind)
         s[9](self, card_proof)
+        s[10](self, offline)
 
 
 _TAP_REQUEST: Final = slot_setters(TapRequest)
@@ -166,6 +171,17 @@ def journal_entry(req: TapRequest, outcome: Outcome) -> dict[str, str | int]:
     route = getattr(req.command, "route", None)
     if route:
         entry["route"] = route
+    if req.offline is not None:
+        # Decided offline by the terminal first: what it let through that the card could not
+        # pay is the first-ride risk (`citycard report offline`).
+        offline_result, offline_amount, received_ms = req.offline
+        # Journaled (and cleared) when it reached the gateway; decided as of when it happened.
+        entry["time"] = received_ms
+        entry["tap_time"] = req.now_ms
+        entry["offline"] = offline_result
+        entry["offline_amount"] = offline_amount
+        if offline_result == "approved" and not d.approved and offline_amount > 0:
+            entry["uncollected"] = offline_amount
     if outcome.events:
         entry["events"] = orjson.dumps([e.to_dict() for e in outcome.events]).decode()
     return entry
@@ -233,9 +249,14 @@ class CardActor:
             return self._replay(req, cached)
         for _ in range(MAX_CAS_RETRIES):
             outcome = self._decide(req)
-            frame = await self._deps.sign(req, outcome.decision, req.now_ms)
-            if self.state is None:
+            # An offline tap is decided as of its own time, but signed with the time the
+            # gateway decided it (answers stay in the order they were given).
+            signed_at = req.now_ms if req.offline is None else req.offline[2]
+            frame = await self._deps.sign(req, outcome.decision, signed_at)
+            if self.state is None and req.offline is None:
                 # Unknown card: nothing to write, and writing would let random tokens fill Redis.
+                # (An offline tap is journaled even so: a terminal let a rider through on it,
+                # and its queue is bounded by the offline policy.)
                 return TapReply(frame=frame, duplicate=False, decision=outcome.decision)
             record = encode_tap_record(req.tap_hash, frame)
             changed = outcome.state is not self.state

@@ -33,6 +33,7 @@ from gateway.keys.authority import AuthSigner, GatewayAuthority, LocalSigner
 from gateway.keys.keyholder import KeyholderSigner
 from gateway.keys.signing import GatewaySigner, load_or_create_signing_key
 from gateway.metrics import MetricSources, TapMetrics
+from gateway.offline import OfflineLimits, OfflinePolicy
 from gateway.presence import PresenceReporter
 from gateway.provisioning import publish_gateway_key
 from gateway.session import Phase, SessionDeps, TerminalSession
@@ -141,6 +142,7 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             new_challenge=lambda: os.urandom(32),
             heartbeat_s=config.heartbeat_s,
             deny=deny,
+            offline=OfflinePolicy(authority, tariff.get, OfflineLimits(), now_ms),
             metrics=taps,
         )
 

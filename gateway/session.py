@@ -8,6 +8,7 @@ kind, operator and network, and asks the card actor for the decision. It never t
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -21,6 +22,7 @@ from actors.card_store import StoreUnavailable
 from actors.runtime import ActorRegistry, ActorUnavailable, MailboxFull, Overloaded
 from gateway.deny_list import DenyList
 from gateway.metrics import TapMetrics
+from gateway.offline import OfflinePolicy
 from gateway.store.interface import TerminalProgress, TerminalRecord
 from gateway.tap_commands import command_for
 from gateway.wire import protocol as wire
@@ -63,6 +65,8 @@ class Authorizer(Protocol):
         self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
     ) -> bool: ...
 
+    def verify_offline_tap(self, public_key_hex: str, message: bytes, sig_hex: str) -> bool: ...
+
 
 @dataclass(slots=True)
 class SessionDeps:
@@ -75,6 +79,7 @@ class SessionDeps:
     heartbeat_s: int = 15
     #: the deny list sent to terminals after `welcome` (None: no deny list frames)
     deny: DenyList | None = None
+    offline: OfflinePolicy | None = None
     metrics: TapMetrics | None = None
 
 
@@ -91,6 +96,7 @@ class TerminalSession:
         self.last_seq = 0
         self.connected_ms = self.last_activity_ms = deps.now_ms()
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._wants_offline = False
         self.stats = {"taps": 0, "errors": 0}
         #: deny list version the terminal holds (said in `hello`, then what it was sent)
         self.deny_version = 0
@@ -159,6 +165,7 @@ class TerminalSession:
             )
         self.terminal = rec
         self.deny_version = msg.deny_version
+        self._wants_offline = msg.offline
         self._challenge_hex = self._deps.new_challenge().hex()
         self.phase = Phase.AWAIT_PROOF
         await self._send(
@@ -201,6 +208,11 @@ class TerminalSession:
         )
         if self._deps.deny is not None:
             await self._send_deny(self._deps.deny)
+        if self._wants_offline and self._deps.offline is not None:
+            # Signing unavailable: the terminal keeps the policy it holds; the next connection
+            # sends a fresh one.
+            with contextlib.suppress(SigningUnavailable):
+                await self._send(await self._deps.offline.frame())
         return True
 
     async def _send_deny(self, deny: DenyList) -> None:
@@ -251,6 +263,22 @@ class TerminalSession:
                 seq=tap.seq,
                 tap_id=tap.tap_id,
             )
+        offline = wire.offline_of(tap) if tap.fields else None
+        if offline is not None and seen is None:
+            result, amount, sig = offline
+            signed = wire.offline_tap_bytes(
+                self.terminal.terminal_id, tap.tap_id, tap.card, tap.op, tap.terminal_time,
+                result, amount,
+            )
+            if not self._deps.auth.verify_offline_tap(
+                self.terminal.public_key_hex, signed, sig
+            ):
+                return await self._error(
+                    wire.BAD_OFFLINE_TAP,
+                    "offline_sig does not verify with this terminal's key",
+                    seq=tap.seq,
+                    tap_id=tap.tap_id,
+                )
         if tap.seq <= self.last_seq and seen is None:
             return await self._error(
                 "seq_out_of_order",
@@ -266,7 +294,9 @@ class TerminalSession:
         self.stats["taps"] += 1
         term = self.terminal
         command = command_for(term, tap)
-        now = self._deps.now_ms()
+        # An offline tap is decided at the time it happened (within the plausibility window):
+        # the transfer windows, caps and peaks of that moment apply.
+        now = tap.terminal_time if offline is not None else self._deps.now_ms()
         req = TapRequest(
             terminal_id=term.terminal_id,
             operator=term.operator,
@@ -278,6 +308,7 @@ class TerminalSession:
             now_ms=now,
             kind=term.kind,
             card_proof=wire.card_proof_of(tap) if tap.fields else None,
+            offline=None if offline is None else (offline[0], offline[1], self._deps.now_ms()),
         )
         try:
             reply = await self._deps.cards.ask(tap.card, req, timeout=TAP_TIMEOUT_S)

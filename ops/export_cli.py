@@ -157,6 +157,40 @@ def add_export_parser(
         "--out", default=None, help="output file (default clearing-DATE.csv; '-' stdout)"
     )
     c.set_defaults(func=cmd_report_clearing)
+    c = sub.add_parser(
+        "offline",
+        help="a day's offline taps per operator: charged, and uncollected (first-ride risk)",
+        description="From the journal: taps terminals decided offline and uploaded, the amount "
+        "charged for them, and what the card could not pay (docs/operations.md).",
+    )
+    _common(c)
+    c.add_argument("--out", default="-", help="output file ('-' stdout, the default)")
+    c.set_defaults(func=cmd_report_offline)
+
+
+def cmd_report_offline(args: argparse.Namespace) -> int:
+    import anyio
+
+    from actors.card_store import StoreError
+    from gateway.offline import OFFLINE_MAX_TAP_AMOUNT
+    from gateway.store.redis_store import RedisStore
+    from ops.reports.offline import OfflineReport, day_offline, write_offline_csv
+
+    async def run() -> OfflineReport:
+        async with RedisStore.connect(args.redis_url) as store:
+            return await day_offline(store, args.date, args.timezone, OFFLINE_MAX_TAP_AMOUNT)
+
+    try:
+        report = anyio.run(run)
+    except (StoreError, OSError) as exc:
+        return _store_error(exc)
+    with _output(args.out, binary=False) as f:
+        write_offline_csv(report, f)  # type: ignore[arg-type]
+    t = report.total()
+    print(f"{t.taps} offline taps on {args.date} ({args.timezone}): {t.approved_offline} "
+          f"approved offline, {t.charged} charged, {t.uncollected} uncollected in "
+          f"{t.uncollected_taps} taps", file=sys.stderr)
+    return 0
 
 
 def _store_error(exc: Exception) -> int:

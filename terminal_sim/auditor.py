@@ -203,7 +203,8 @@ class Auditor:
                     rep.approved_taps += 1
                     seen_ledger[s.operator] += s.amount
                 if not known:
-                    if n:
+                    # An offline tap is journaled for an unknown card too (first-ride risk).
+                    if n and (entry is None or "offline" not in entry):
                         diffs.append(Difference(s.card, "unknown card journaled", 0, n, s.tap_id))
                     continue
                 if n != 1:

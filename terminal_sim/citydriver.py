@@ -49,6 +49,12 @@ APPROVED, DECLINED, UNRESOLVED, FAILED = 0, 1, 2, 3
 # TapLog.flags
 F_OUTAGE = 1  # held back or cut off by a simulated outage
 F_RETRIED = 2  # sent more than once
+F_OFFLINE = 4  # decided by the terminal offline, uploaded after the outage
+
+#: Ops a terminal decides offline (the rest wait for the network, as before): flat fares at
+#: gates and validators, a tap off (its credit is the gateway's on upload), and amounts keyed
+#: in at a till or a taxi handheld.
+OFFLINE_OPS = frozenset({"fare", "tap_on", "tap_off", "purchase", "taxi_fare"})
 
 #: Progress counter slots (shared with the parent's progress line).
 (
@@ -168,6 +174,11 @@ class WorkerResult:
     retries: int = 0
     reconnects: int = 0
     outages: int = 0
+    #: taps decided offline, those approved offline, and what those approvals the gateway then
+    #: declined were worth (the first-ride risk the journal calls uncollected)
+    offline_taps: int = 0
+    offline_approved: int = 0
+    offline_uncollected: int = 0
     #: answers to a tap already answered (the gateway answered both attempts of a resent tap)
     late_answers: int = 0
     blocks_done: list[str] = field(default_factory=list)
@@ -204,8 +215,18 @@ class CityConn(TerminalLink[CityTerminal, Pending, "CityDriver"]):
         super().__init__(t, driver)
         self.offline_until = 0.0
         self.queue: deque[Pending] = deque()  # closed loop: taps not sent yet
+        # Offline taps held for upload: how many, and the amount approved in them.
+        self.offline_held = 0
+        self.offline_held_total = 0
 
     def _decided(self, tap: Pending, msg: dict[str, Any]) -> None:
+        if tap.flags & F_OFFLINE:
+            self.offline_held -= 1
+            amount = int(tap.fields[wire.OFFLINE_AMOUNT])  # type: ignore[call-overload]
+            if tap.fields[wire.OFFLINE_RESULT] == wire.RESULT_APPROVED:
+                self.offline_held_total -= amount
+                if msg["result"] != wire.RESULT_APPROVED:
+                    self.driver.result.offline_uncollected += amount
         self.driver.decided(self, tap, msg)
 
     def _failed(self, tap: Pending, code: str) -> None:
@@ -230,6 +251,48 @@ class CityConn(TerminalLink[CityTerminal, Pending, "CityDriver"]):
     def _held(self, tap: Pending) -> None:
         if self._offline():
             tap.flags |= F_OUTAGE
+            if tap.attempts == 0:
+                self._decide_offline(tap)
+
+    def _wants_offline_policy(self) -> bool:
+        return True
+
+    def _decide_offline(self, tap: Pending) -> None:
+        """Decide a never-sent tap here, by the signed policy and deny list, and sign it: it
+        is uploaded as an offline tap when the network is back (docs/protocol.md)."""
+        policy = self.offline_policy
+        if policy is None or tap.op not in OFFLINE_OPS:
+            return
+        if tap.op in ("fare", "tap_on"):
+            network = str(tap.fields.get("network") or self.t.network)
+            fare = dict(policy.fares).get(network)
+            if fare is None:
+                return  # no flat fare to charge: wait for the network
+            amount = fare
+        elif tap.op == "tap_off":
+            amount = 0
+        else:
+            amount = int(tap.fields.get("amount", 0))  # type: ignore[call-overload]
+        approve = (
+            tap.card not in self.deny
+            and amount <= policy.max_tap_amount
+            and self.offline_held < policy.max_queue_taps
+            and self.offline_held_total + amount <= policy.max_queue_total
+        )
+        result = wire.RESULT_APPROVED if approve else wire.RESULT_DECLINED
+        signed = wire.offline_tap_bytes(
+            self.t.terminal_id, tap.tap_id, tap.card, tap.op, tap.terminal_time, result, amount
+        )
+        tap.fields[wire.OFFLINE_RESULT] = result
+        tap.fields[wire.OFFLINE_AMOUNT] = amount
+        tap.fields[wire.OFFLINE_SIG] = self.t.signing_key.sign(signed).signature.hex()
+        tap.flags |= F_OFFLINE
+        self.offline_held += 1
+        r = self.driver.result
+        r.offline_taps += 1
+        if approve:
+            self.offline_held_total += amount
+            r.offline_approved += 1
 
     def _sending(self, tap: Pending, now: float) -> None:
         if tap.attempts > 1:

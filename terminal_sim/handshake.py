@@ -21,11 +21,13 @@ async def authenticate(
     terminal_id: str,
     key: SigningKey,
     deny_version: int = 0,
+    offline: bool = False,
 ) -> dict[str, Any]:
     """Prove `terminal_id` holds `key`; returns the gateway's `welcome` (with `last_seq` and
     `heartbeat_s`). Raises ConnectionError when the gateway answers anything else.
-    `deny_version` is the deny list version the terminal holds (see `deny_holder`)."""
-    conn.send_text(wire.encode_hello(terminal_id, deny_version))
+    `deny_version` is the deny list version the terminal holds (see `deny_holder`); `offline`:
+    ask for the offline policy (it follows `welcome`)."""
+    conn.send_text(wire.encode_hello(terminal_id, deny_version, offline))
     challenge = wire.decode_gateway_message(
         await asyncio.wait_for(conn.recv(), HANDSHAKE_STEP_TIMEOUT_S)
     )

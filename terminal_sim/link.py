@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import anyio
 from nacl.signing import SigningKey, VerifyKey
 
-from gateway.keys.signing import verify_auth
+from gateway.keys.signing import verify_auth, verify_offline_policy
 from gateway.wire import protocol as wire
 from terminal_sim.deny_holder import DenyHolder
 from terminal_sim.handshake import authenticate
@@ -164,6 +164,8 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         self.heartbeat_s = float(wire.DEFAULT_HEARTBEAT_S)
         self.last_sent = 0.0
         self.deny = DenyHolder()
+        #: the gateway's signed offline policy, when this terminal asked for one (verified)
+        self.offline_policy: wire.OfflinePolicyFields | None = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -209,6 +211,10 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         """Whether the terminal has no network now (no reconnect attempts meanwhile)."""
         return False
 
+    def _wants_offline_policy(self) -> bool:
+        """Whether this terminal decides offline (asks for the offline policy in `hello`)."""
+        return False
+
     def _reconnect_wait(self, delay: float) -> float:
         """Seconds to sleep before the next reconnect attempt, `delay` being the back-off."""
         return delay
@@ -220,7 +226,11 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
         conn = await connect(d.host, d.port, d.path, max_frame=wire.MAX_FRAME_BYTES * 16)
         try:
             welcome = await authenticate(
-                conn, self.t.terminal_id, self.t.signing_key, self.deny.version
+                conn,
+                self.t.terminal_id,
+                self.t.signing_key,
+                self.deny.version,
+                self._wants_offline_policy(),
             )
         except BaseException:
             conn.abort()
@@ -275,6 +285,12 @@ class TerminalLink(ABC, Generic[TermT, TapT, HostT]):
             self._on_auth(msg)
         elif mtype == wire.ERROR:
             self._on_error(msg)
+        elif mtype == wire.OFFLINE_POLICY:
+            fields = wire.offline_policy_from_message(msg)
+            if verify_offline_policy(self.driver.gateway_keys, fields, msg["sig"]):
+                self.offline_policy = fields
+            else:
+                self.driver.result.signature_failures += 1
         elif mtype == wire.DENY_LIST:
             if self.deny.receive(msg, self.driver.gateway_keys):
                 self._deny_updated(self.deny.version)

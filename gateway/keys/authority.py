@@ -11,7 +11,7 @@ from typing import Protocol
 from nacl.signing import VerifyKey
 
 from actors.card import TapRequest
-from gateway.keys.signing import GatewaySigner, verify_proof
+from gateway.keys.signing import GatewaySigner, verify_proof, verify_terminal_signature
 from gateway.wire import protocol as wire
 from policies import Decision
 
@@ -62,19 +62,43 @@ class GatewayAuthority:
     def signer(self) -> AuthSigner:
         return self._signer
 
-    def verify_proof(
-        self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
-    ) -> bool:
+    def _terminal_key(self, public_key_hex: str) -> VerifyKey | None:
         key = self._keys.get(public_key_hex)
         if key is None:
             try:
                 key = VerifyKey(bytes.fromhex(public_key_hex))
             except ValueError:
-                return False
+                return None
             self._keys[public_key_hex] = key
             if len(self._keys) > MAX_CACHED_TERMINAL_KEYS:
                 self._keys.popitem(last=False)
+        return key
+
+    def verify_proof(
+        self, public_key_hex: str, terminal_id: str, challenge_hex: str, sig_hex: str
+    ) -> bool:
+        key = self._terminal_key(public_key_hex)
+        if key is None:
+            return False
         return verify_proof(key, terminal_id, challenge_hex, self.key_id, sig_hex)
+
+    def verify_offline_tap(self, public_key_hex: str, message: bytes, sig_hex: str) -> bool:
+        """Whether `sig_hex` is the terminal's signature over an offline tap's bytes."""
+        key = self._terminal_key(public_key_hex)
+        return key is not None and verify_terminal_signature(key, message, sig_hex)
+
+    async def offline_policy_frame(
+        self,
+        version: int,
+        gateway_time: int,
+        limits: tuple[int, int, int, int],
+        fares: tuple[tuple[str, int], ...],
+    ) -> bytes:
+        """A signed `offline_policy`; `limits` are (max_tap_amount, max_queue_taps,
+        max_queue_total, max_age_ms)."""
+        f = wire.OfflinePolicyFields(self._signer.key_id, version, gateway_time, *limits, fares)
+        sig = await self._signer.sign(wire.offline_policy_bytes(f))
+        return wire.encode_offline_policy(f, sig.hex())
 
     async def auth_frame(self, req: TapRequest, decision: Decision, gateway_time: int) -> bytes:
         fields = wire.AuthFields(

@@ -20,7 +20,15 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from gateway.wire.protocol import AuthFields, DenyFields, auth_bytes, deny_bytes, proof_bytes
+from gateway.wire.protocol import (
+    AuthFields,
+    DenyFields,
+    OfflinePolicyFields,
+    auth_bytes,
+    deny_bytes,
+    offline_policy_bytes,
+    proof_bytes,
+)
 
 SIGNATURE_BYTES = nacl.bindings.crypto_sign_BYTES
 SEED_BYTES = nacl.bindings.crypto_sign_SEEDBYTES
@@ -115,12 +123,33 @@ def verify_deny(
     return _verify(key, message, sig_hex)
 
 
+def verify_offline_policy(
+    public_keys: Mapping[str, nacl.signing.VerifyKey], fields: OfflinePolicyFields, sig_hex: str
+) -> bool:
+    """Whether `sig_hex` is a trusted gateway key's signature over an `offline_policy`."""
+    key = public_keys.get(fields.key_id)
+    if key is None:
+        return False
+    try:
+        message = offline_policy_bytes(fields)
+    except ValueError:
+        return False
+    return _verify(key, message, sig_hex)
+
+
 def sign_proof(
     signing_key: nacl.signing.SigningKey, terminal_id: str, challenge_hex: str, gateway_key_id: str
 ) -> str:
     """A terminal's proof: hex signature of `proof_bytes(...)`."""
     message = proof_bytes(terminal_id, challenge_hex, gateway_key_id)
     return signing_key.sign(message).signature.hex()
+
+
+def verify_terminal_signature(
+    verify_key: nacl.signing.VerifyKey, message: bytes, sig_hex: str
+) -> bool:
+    """Whether `sig_hex` is the terminal key's signature over `message` (an offline tap)."""
+    return _verify(verify_key, message, sig_hex)
 
 
 def verify_proof(

@@ -46,7 +46,10 @@ PROOF_DOMAIN: Final = "citycard-proof-v1"
 AUTH_DOMAIN: Final = "citycard-auth-v1"
 DENY_DOMAIN: Final = "citycard-deny-v1"
 #: What the gateway's key signs, and nothing else (the key holder refuses any other bytes).
-SIGNED_DOMAINS: Final = (AUTH_DOMAIN, DENY_DOMAIN)
+OFFLINE_DOMAIN: Final = "citycard-offline-v1"
+#: What a terminal signs for a tap it decided while offline (its own key; section 8).
+OFFLINE_TAP_DOMAIN: Final = "citycard-offline-tap-v1"
+SIGNED_DOMAINS: Final = (AUTH_DOMAIN, DENY_DOMAIN, OFFLINE_DOMAIN)
 #: Cards in one `deny_list` frame: every frame, with 64-character ids, stays under
 #: MAX_FRAME_BYTES.
 DENY_PART_MAX_CARDS: Final = 48
@@ -70,10 +73,11 @@ AUTH: Final = "auth"
 ERROR: Final = "error"
 HEARTBEAT_ACK: Final = "heartbeat_ack"
 DENY_LIST: Final = "deny_list"
+OFFLINE_POLICY: Final = "offline_policy"
 
 TERMINAL_MESSAGE_TYPES: Final = frozenset({HELLO, PROOF, TAP, HEARTBEAT})
 GATEWAY_MESSAGE_TYPES: Final = frozenset(
-    {CHALLENGE, WELCOME, AUTH, ERROR, HEARTBEAT_ACK, DENY_LIST}
+    {CHALLENGE, WELCOME, AUTH, ERROR, HEARTBEAT_ACK, DENY_LIST, OFFLINE_POLICY}
 )
 
 # --------------------------------------------------------------------------------------------
@@ -100,6 +104,7 @@ UNAVAILABLE: Final = "unavailable"
 INTERNAL: Final = "internal"
 TIMEOUT: Final = "timeout"
 IMPLAUSIBLE_TIME: Final = "implausible_time"
+BAD_OFFLINE_TAP: Final = "bad_offline_tap"
 
 #: A tap's `terminal_time` may be at most this far ahead of the gateway's clock (a clock some
 #: minutes fast is common in the field and harmless online; a year ahead is not a clock) ...
@@ -151,6 +156,10 @@ ERROR_CODES: Final[dict[str, str]] = {
     IMPLAUSIBLE_TIME: (
         "the tap's terminal_time is more than 1 hour ahead of the gateway's clock or more than 7 "
         "days behind it; the tap was not recorded: correct the clock and send it again"
+    ),
+    BAD_OFFLINE_TAP: (
+        "an offline tap's offline_sig does not verify with the terminal's key; it was not "
+        "recorded"
     ),
     TIMEOUT: (
         "the connection is closed: no hello and proof within the handshake time-out, or no frame "
@@ -414,6 +423,8 @@ class Hello:
     #: The version of the deny list the terminal holds (0: none); the gateway sends what changed
     #: since, or the whole list.
     deny_version: int = 0
+    #: The terminal decides taps offline when it loses the gateway: send it the offline policy.
+    offline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,7 +677,12 @@ def _decode_hello(obj: dict[str, Any]) -> Hello:
         deny_version = 0
     if not (is_int64(deny_version) and deny_version >= 0):
         raise ProtocolError(BAD_FIELD, "deny_version: expected an integer >= 0 in int64 range")
-    return Hello(terminal_id, deny_version)
+    offline = obj.get("offline", False)
+    if offline is None:
+        offline = False
+    if type(offline) is not bool:
+        raise ProtocolError(BAD_FIELD, "offline: expected a boolean")
+    return Hello(terminal_id, deny_version, offline)
 
 
 def _decode_proof(obj: dict[str, Any]) -> Proof:
@@ -733,6 +749,12 @@ def _decode_tap(obj: dict[str, Any]) -> Tap:
         if not fs.kind.check(value):
             raise ProtocolError(BAD_FIELD, f"{fs.name}: expected {fs.kind.name}", seq, tap_id)
         fields[fs.name] = value
+    offline = obj.get(OFFLINE_RESULT)
+    if offline is not None or OFFLINE_SIG in obj or OFFLINE_AMOUNT in obj:
+        _offline_fields(obj, seq, tap_id)
+        fields[OFFLINE_RESULT] = offline
+        fields[OFFLINE_AMOUNT] = obj[OFFLINE_AMOUNT]
+        fields[OFFLINE_SIG] = obj[OFFLINE_SIG]
     counter = obj.get(CARD_COUNTER)
     card_sig = obj.get(CARD_SIG)
     if counter is not None or card_sig is not None:
@@ -760,6 +782,131 @@ def _card_cryptogram(counter: object, card_sig: object, seq: int, tap_id: str) -
     if not _is_hex128(card_sig):
         raise ProtocolError(BAD_FIELD, f"{CARD_SIG}: expected 128 lowercase hex characters",
                             seq, tap_id)
+
+
+#: An offline tap (section 8, *Offline taps*): what the terminal decided and its signature.
+OFFLINE_RESULT: Final = "offline_result"
+OFFLINE_AMOUNT: Final = "offline_amount"
+OFFLINE_SIG: Final = "offline_sig"
+
+
+def _offline_fields(obj: dict[str, Any], seq: int, tap_id: str) -> None:
+    for name in (OFFLINE_RESULT, OFFLINE_AMOUNT, OFFLINE_SIG):
+        if obj.get(name) is None:
+            raise ProtocolError(
+                MISSING_FIELD, f"{name} is required in an offline tap", seq, tap_id
+            )
+    if obj[OFFLINE_RESULT] not in (RESULT_APPROVED, RESULT_DECLINED):
+        raise ProtocolError(BAD_FIELD, f"{OFFLINE_RESULT}: expected approved or declined", seq,
+                            tap_id)
+    amount = obj[OFFLINE_AMOUNT]
+    if not (is_int64(amount) and amount >= 0):
+        raise ProtocolError(BAD_FIELD, f"{OFFLINE_AMOUNT}: expected an integer >= 0", seq,
+                            tap_id)
+    if not _is_hex128(obj[OFFLINE_SIG]):
+        raise ProtocolError(BAD_FIELD, f"{OFFLINE_SIG}: expected 128 lowercase hex characters",
+                            seq, tap_id)
+
+
+def offline_tap_bytes(
+    terminal_id: str,
+    tap_id: str,
+    card: str,
+    op: str,
+    terminal_time: int,
+    result: str,
+    amount: int,
+) -> bytes:
+    """What a terminal signs with its own key for a tap it decided offline."""
+    text = (
+        f"{OFFLINE_TAP_DOMAIN}\n{terminal_id}\n{tap_id}\n{card}\n{op}\n{terminal_time}\n"
+        f"{result}\n{amount}\n"
+    )
+    if not text.isascii() or text.count("\n") != 8:
+        raise ValueError("offline tap fields must be ASCII without newlines")
+    return text.encode("ascii")
+
+
+def offline_of(tap: Tap) -> tuple[str, int, str] | None:
+    """(offline_result, offline_amount, offline_sig) of an offline tap, else None."""
+    result = tap.fields.get(OFFLINE_RESULT)
+    if result is None:
+        return None
+    f = tap.fields
+    return str(result), int(f[OFFLINE_AMOUNT]), str(f[OFFLINE_SIG])  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True, slots=True)
+class OfflinePolicyFields:
+    """The signed content of an `offline_policy` message: how a terminal decides offline."""
+
+    key_id: str
+    version: int
+    gateway_time: int
+    #: largest amount one offline tap may approve
+    max_tap_amount: int
+    #: most offline taps a terminal may hold before uploading (then it declines)
+    max_queue_taps: int
+    #: largest sum of approved offline amounts it may hold
+    max_queue_total: int
+    #: oldest offline tap the gateway accepts (ms behind its clock)
+    max_age_ms: int
+    #: (network, fare) of the flat fares a gate or validator charges offline
+    fares: tuple[tuple[str, int], ...]
+
+
+def offline_policy_bytes(f: OfflinePolicyFields) -> bytes:
+    """What the gateway signs for an `offline_policy`: the header, then a count line and one
+    "network fare" line per fare, sorted by network."""
+    head = (
+        f"{OFFLINE_DOMAIN}\n{f.key_id}\n{f.version}\n{f.gateway_time}\n{f.max_tap_amount}\n"
+        f"{f.max_queue_taps}\n{f.max_queue_total}\n{f.max_age_ms}\n"
+    )
+    fares = sorted(f.fares)
+    text = head + f"{len(fares)}\n" + "".join(f"{n} {a}\n" for n, a in fares)
+    if not text.isascii() or text.count("\n") != 9 + len(fares):
+        raise ValueError("offline policy fields must be ASCII without newlines")
+    return text.encode("ascii")
+
+
+def encode_offline_policy(f: OfflinePolicyFields, sig_hex: str) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 1,
+            "type": OFFLINE_POLICY,
+            "key_id": f.key_id,
+            "version": f.version,
+            "gateway_time": f.gateway_time,
+            "max_tap_amount": f.max_tap_amount,
+            "max_queue_taps": f.max_queue_taps,
+            "max_queue_total": f.max_queue_total,
+            "max_age_ms": f.max_age_ms,
+            "fares": {n: a for n, a in sorted(f.fares)},
+            "sig": sig_hex,
+        }
+    )
+
+
+def offline_policy_from_message(msg: Mapping[str, Any]) -> OfflinePolicyFields:
+    """The signed fields of a decoded `offline_policy` message."""
+    return OfflinePolicyFields(
+        key_id=msg["key_id"],
+        version=msg["version"],
+        gateway_time=msg["gateway_time"],
+        max_tap_amount=msg["max_tap_amount"],
+        max_queue_taps=msg["max_queue_taps"],
+        max_queue_total=msg["max_queue_total"],
+        max_age_ms=msg["max_age_ms"],
+        fares=tuple(sorted(msg["fares"].items())),
+    )
+
+
+def _is_fares(value: object) -> bool:
+    return (
+        type(value) is dict
+        and len(value) <= 64
+        and all(is_identifier(k) and is_int64(v) and v >= 0 for k, v in value.items())
+    )
 
 
 def card_proof_of(tap: Tap) -> tuple[int, str] | None:
@@ -915,11 +1062,14 @@ def encode_deny_list(f: DenyFields, sig_hex: str) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-def encode_hello(terminal_id: str, deny_version: int = 0) -> bytes:
-    if deny_version:
-        return orjson.dumps(
-            {"v": 1, "type": HELLO, "terminal_id": terminal_id, "deny_version": deny_version}
-        )
+def encode_hello(terminal_id: str, deny_version: int = 0, offline: bool = False) -> bytes:
+    if deny_version or offline:
+        msg: dict[str, object] = {"v": 1, "type": HELLO, "terminal_id": terminal_id}
+        if deny_version:
+            msg["deny_version"] = deny_version
+        if offline:
+            msg["offline"] = True
+        return orjson.dumps(msg)
     return orjson.dumps({"v": 1, "type": HELLO, "terminal_id": terminal_id})
 
 
@@ -1023,6 +1173,17 @@ _GATEWAY_FIELDS: Final[dict[str, tuple[tuple[str, Callable[[object], bool], str]
         ("gateway_time", is_int64, _INT64_EXPECTED),
         ("add", _is_card_list, f"a list of at most {DENY_PART_MAX_CARDS} identifiers"),
         ("remove", _is_card_list, f"a list of at most {DENY_PART_MAX_CARDS} identifiers"),
+        ("sig", _is_hex128, "128 lowercase hex characters"),
+    ),
+    OFFLINE_POLICY: (
+        ("key_id", is_identifier, _ID_EXPECTED),
+        ("version", is_int64, _INT64_EXPECTED),
+        ("gateway_time", is_int64, _INT64_EXPECTED),
+        ("max_tap_amount", is_int64, _INT64_EXPECTED),
+        ("max_queue_taps", is_int64, _INT64_EXPECTED),
+        ("max_queue_total", is_int64, _INT64_EXPECTED),
+        ("max_age_ms", is_int64, _INT64_EXPECTED),
+        ("fares", _is_fares, "an object of at most 64 identifiers to integers >= 0"),
         ("sig", _is_hex128, "128 lowercase hex characters"),
     ),
 }

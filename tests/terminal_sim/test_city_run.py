@@ -45,6 +45,9 @@ def test_ten_simulated_minutes_of_peak_pass_the_auditor(tmp_path: Path) -> None:
         assert k["taps"] > 0 and (k["p99_ms"] is not None or k["taps"] == k["errors"])
     # terminals behaving like the real ones
     assert r["outages"] > 0 and r["reconnects"] >= r["outages"] * 0.5
+    # ... and deciding offline meanwhile, by the signed policy: uploaded, settled, audited
+    assert r["offline_taps"] > 0 and r["offline_approved"] > 0, r
+    assert r["offline_uncollected"] >= 0
     assert r["blocks"] > 0 and r["declines"].get("card_blocked", 0) > 0
     assert r["double_taps"] > 0 and r["unknown_card_taps"] > 0
     assert r["declines"].get("unknown_card", 0) >= r["unknown_card_taps"]
