@@ -48,6 +48,9 @@ class GatewayConfig:
     #: Largest websocket message the transport reads at all; protocol frames are capped lower
     #: (gateway.wire.protocol.MAX_FRAME_BYTES) and refused with `frame_too_large`.
     max_ws_message: int = 65_536
+    #: Frames one connection may send per second on average, and in a burst (more: `busy`).
+    max_frames_per_s: float = 200.0
+    frame_burst: float = 400.0
     #: Frames buffered per connection before the gateway stops reading from that terminal.
     max_ws_queue: int = 32
     card_mailbox: int = 32

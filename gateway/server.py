@@ -144,6 +144,8 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             deny=deny,
             offline=OfflinePolicy(authority, tariff.get, OfflineLimits(), now_ms),
             metrics=taps,
+            max_frames_per_s=config.max_frames_per_s,
+            frame_burst=config.frame_burst,
         )
 
         async def handler(ws: WsConnection) -> None:

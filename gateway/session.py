@@ -81,6 +81,10 @@ class SessionDeps:
     deny: DenyList | None = None
     offline: OfflinePolicy | None = None
     metrics: TapMetrics | None = None
+    #: Frames one connection may send per second on average, and in a burst; more are
+    #: answered `busy` unread (one terminal cannot take the gateway from the others).
+    max_frames_per_s: float = 200.0
+    frame_burst: float = 400.0
 
 
 class TerminalSession:
@@ -97,7 +101,9 @@ class TerminalSession:
         self.connected_ms = self.last_activity_ms = deps.now_ms()
         self._recent: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._wants_offline = False
-        self.stats = {"taps": 0, "errors": 0}
+        self._tokens = deps.frame_burst
+        self._tokens_at = time.monotonic()
+        self.stats = {"taps": 0, "errors": 0, "rate_limited": 0}
         #: deny list version the terminal holds (said in `hello`, then what it was sent)
         self.deny_version = 0
         # (result, reason) of the tap being answered, for the metrics
@@ -124,6 +130,18 @@ class TerminalSession:
         """Handle one text frame (`str`); `bytes` means a binary frame, which the protocol has
         no use for."""
         self.last_activity_ms = self._deps.now_ms()
+        deps = self._deps
+        now = time.monotonic()
+        refill = (now - self._tokens_at) * deps.max_frames_per_s
+        tokens = min(deps.frame_burst, self._tokens + refill)
+        self._tokens_at = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            self.stats["rate_limited"] += 1
+            return await self._error(
+                "busy", f"more than {deps.max_frames_per_s:g} frames/s: slow down (nothing read)"
+            )
+        self._tokens = tokens - 1.0
         if isinstance(data, bytes):
             return await self._error("malformed", "binary frames are not part of the protocol")
         try:

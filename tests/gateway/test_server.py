@@ -514,3 +514,27 @@ async def test_plausible_edges_of_the_window_are_accepted(gw: Gateway) -> None:
         t.seq += 1
         await t.send(wire.encode_tap(t.seq, f"edge-{i}", CARD, "fare", when, {}))
         assert (await recv(t.ws))["type"] == "auth"
+
+
+async def test_a_flooding_terminal_is_slowed_and_others_are_served(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Past its frame budget a connection's frames are answered `busy` unread; it stays
+    connected, and another terminal is served meanwhile."""
+    config = GatewayConfig(port=0, redis_url=redis_url, data_dir=tmp_path, signer="local",
+                           max_frames_per_s=50, frame_burst=20)
+    async with open_gateway(config) as gateway:
+        for tid, kind in ((GATE, "gate"), (SHOP, "retail")):
+            await enroll_terminal(gateway.store, tid, bytes(_key(tid).verify_key).hex(),
+                                  kind=kind, operator="metro", network="METRO")
+        await issue_card(gateway.store, WITNESS_CARD, balance=10_000)
+        flood = await authenticate(gateway, GATE)
+        for _ in range(200):
+            await flood.send(wire.encode_heartbeat(1))
+        answers = [await recv(flood.ws) for _ in range(200)]
+        busy = [a for a in answers if a["type"] == "error"]
+        assert busy and all((a["code"], a["fatal"]) == ("busy", False) for a in busy)
+        assert 15 <= len(answers) - len(busy) < 120  # the burst (hello and proof took 2)
+        await witness_taps_fine(gateway, "flood")
+        await flood.send(wire.encode_heartbeat(2))  # still connected
+        assert (await recv(flood.ws))["type"] in ("heartbeat_ack", "error")

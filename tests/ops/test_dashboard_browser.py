@@ -107,11 +107,14 @@ async def test_dashboard_live_feed_chart_and_block(w: World, redis_url: str) -> 
             first = await page.evaluate(
                 "Array.from(document.querySelectorAll('#feed tbody tr td:nth-child(2)'))"
                 ".map(td => td.textContent)")
-            await anyio.sleep(1.5)
+            feed = ("Array.from(document.querySelectorAll('#feed tbody tr td:nth-child(2)'))"
+                    ".map(td => td.textContent)")
+            later = first
+            with anyio.move_on_after(15):  # a loaded machine may starve the simulator a while
+                while later == first:
+                    await anyio.sleep(0.5)
+                    later = await page.evaluate(feed)
             await page.screenshot(path=str(out / "dashboard-live.png"), full_page=True)
-            later = await page.evaluate(
-                "Array.from(document.querySelectorAll('#feed tbody tr td:nth-child(2)'))"
-                ".map(td => td.textContent)")
             assert later != first, "the live feed did not move"
 
             # Block a card from the page: the terminal is pushed the deny list and refuses it.
