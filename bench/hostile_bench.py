@@ -22,13 +22,14 @@ import base64
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+# The same open-loop fleet (`citycard sim`, lean client) as the control-room benchmark.
+from control_room_bench import _fleet as fleet
 
 from gateway.config import GatewayConfig
 from gateway.store.redis_server import RedisServer, free_port
@@ -140,15 +141,6 @@ async def attacker(port: int, stop: threading.Event, counts: dict[str, int]) -> 
     await asyncio.gather(*tasks, return_exceptions=True)
     for w in held:
         w.close()
-
-
-def fleet(url: str, redis_url: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    subprocess.run(
-        [sys.executable, "-m", "ops.cli", "sim", "--url", url, "--redis-url", redis_url,
-         "--terminals", str(args.terminals), "--cards", "5000", "--rate", str(args.rate),
-         "--duration", str(args.duration), "--seed", "7", "--json", str(out)],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-    return dict(json.loads(out.read_text()))
 
 
 def attacked(url: str, redis_url: str, port: int, args: argparse.Namespace,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import nacl.bindings
@@ -93,19 +93,30 @@ def _verify(verify_key: nacl.signing.VerifyKey, message: bytes, sig_hex: str) ->
     return True
 
 
+def _verify_by_key_id(
+    public_keys: Mapping[str, nacl.signing.VerifyKey],
+    key_id: str,
+    message: Callable[[], bytes],
+    sig_hex: str,
+) -> bool:
+    """Whether `sig_hex` signs `message()` with the trusted key `key_id` names (an unknown key
+    id, or fields that have no canonical bytes, do not verify)."""
+    key = public_keys.get(key_id)
+    if key is None:
+        return False
+    try:
+        data = message()
+    except ValueError:
+        return False
+    return _verify(key, data, sig_hex)
+
+
 def verify_auth(
     public_keys: Mapping[str, nacl.signing.VerifyKey], fields: AuthFields, sig_hex: str
 ) -> bool:
     """Whether `sig_hex` is a valid signature of `fields` by the trusted key `fields.key_id`
     names. An unknown key id is not valid."""
-    key = public_keys.get(fields.key_id)
-    if key is None:
-        return False
-    try:
-        message = auth_bytes(fields)
-    except ValueError:
-        return False
-    return _verify(key, message, sig_hex)
+    return _verify_by_key_id(public_keys, fields.key_id, lambda: auth_bytes(fields), sig_hex)
 
 
 def verify_deny(
@@ -113,28 +124,16 @@ def verify_deny(
 ) -> bool:
     """Whether `sig_hex` is a valid signature of a deny list frame by the trusted key its
     `key_id` names."""
-    key = public_keys.get(fields.key_id)
-    if key is None:
-        return False
-    try:
-        message = deny_bytes(fields)
-    except ValueError:
-        return False
-    return _verify(key, message, sig_hex)
+    return _verify_by_key_id(public_keys, fields.key_id, lambda: deny_bytes(fields), sig_hex)
 
 
 def verify_offline_policy(
     public_keys: Mapping[str, nacl.signing.VerifyKey], fields: OfflinePolicyFields, sig_hex: str
 ) -> bool:
     """Whether `sig_hex` is a trusted gateway key's signature over an `offline_policy`."""
-    key = public_keys.get(fields.key_id)
-    if key is None:
-        return False
-    try:
-        message = offline_policy_bytes(fields)
-    except ValueError:
-        return False
-    return _verify(key, message, sig_hex)
+    return _verify_by_key_id(
+        public_keys, fields.key_id, lambda: offline_policy_bytes(fields), sig_hex
+    )
 
 
 def sign_proof(
