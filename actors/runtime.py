@@ -235,6 +235,8 @@ class ActorRegistry(Generic[K, M, R]):
         between half of it and all of it, 5 ms resolution (default 1 s). Longer keeps the
         workers of a bursty load (no task spawn per burst); 0 ends a worker as soon as the
         ready queue is empty.
+    :param expected_errors: activation failures of these types are logged (once per incident)
+        without a traceback: the trouble of a dependency, such as storage being unavailable.
     """
 
     def __init__(
@@ -250,6 +252,7 @@ class ActorRegistry(Generic[K, M, R]):
         shutdown_timeout_s: float = 10.0,
         linger_s: float = 1.0,
         inline: bool = False,
+        expected_errors: tuple[type[Exception], ...] = (),
     ) -> None:
         if mailbox_size < 1:
             raise ValueError("mailbox_size must be >= 1")
@@ -308,6 +311,9 @@ class ActorRegistry(Generic[K, M, R]):
         # Failed activations are logged per incident (a Redis restart fails them all), never
         # with their key (card keys are personal data).
         self._activation_log = IncidentLog(_log, f"{name}: actor activation")
+        # Activation failures of these kinds (e.g. storage unavailable) are logged without a
+        # traceback: they are the dependency's trouble, not a bug here.
+        self._expected_errors = expected_errors
         self._n_passivations = 0
         self._n_passivation_failures = 0
         self._n_evictions = 0
@@ -502,7 +508,9 @@ class ActorRegistry(Generic[K, M, R]):
             await actor.on_activate()
         except Exception as exc:
             self._n_activation_failures += 1
-            self._activation_log.failed(exc)
+            self._activation_log.failed(
+                exc, traceback=not isinstance(exc, self._expected_errors)
+            )
             self._remove(slot)
             text = f"{self.name}: activation of {key!r} failed"
             while slot.mailbox:
@@ -764,7 +772,9 @@ class ActorRegistry(Generic[K, M, R]):
                             await actor.on_activate()
                         except Exception as exc:
                             self._n_activation_failures += 1
-                            self._activation_log.failed(exc)
+                            self._activation_log.failed(
+                exc, traceback=not isinstance(exc, self._expected_errors)
+            )
                             self._remove(slot)
                             text = f"{self.name}: activation of {slot.key!r} failed"
                             self._fail(env, _unavailable(text, exc))

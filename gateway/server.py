@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 
 from actors.card import CardActor, CardDeps, TapReply, TapRequest
+from actors.card_store import StoreUnavailable
 from actors.runtime import ActorRegistry
 from gateway.config import GatewayConfig
 from gateway.connections import Connections, now_ms
@@ -123,6 +124,7 @@ async def open_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
             # CardActor.handle bounds its own waits (the store refuses writes it cannot send
             # within MAX_QUEUE_WAIT_S, and each round trip is bounded by its socket timeout).
             inline=True,
+            expected_errors=(StoreUnavailable,),
         )
         await stack.enter_async_context(cards)
         connections = Connections(stale_after_ms=config.heartbeat_s * config.idle_heartbeats * 1000)

@@ -25,6 +25,9 @@ def keys_command(args: argparse.Namespace) -> int:
         print(f"key_id={key_id_for(bytes(key.verify_key))} public_key={pub}")
         return 0
 
+    if cmd == "enroll-handheld":
+        return anyio.run(_enroll_handheld, args)
+
     async def run() -> None:
         async with RedisStore.connect(args.redis_url) as store:
             if cmd == "revoke":
@@ -50,6 +53,27 @@ def keys_command(args: argparse.Namespace) -> int:
             print(f"registered {args.terminal_id} ({args.kind}, {args.operator})")
 
     anyio.run(run)
+    return 0
+
+
+async def _enroll_handheld(args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
+    from ops.control.handhelds import EnrolRefused, create_code
+
+    client = Redis.from_url(args.redis_url)
+    try:
+        made = await create_code(
+            client, kind=args.kind, operator=args.operator, network=args.network,
+            terminal_id=args.terminal_id, ttl_s=args.ttl_s,
+        )
+    except EnrolRefused as refused:
+        print(f"citycard keys enroll-handheld: {refused.message}")
+        return 2
+    finally:
+        await client.aclose()
+    print(f"code={made.code} terminal_id={made.terminal_id} expires_ms={made.expires_ms}")
+    print(f"open the control room's /apps/{args.kind} page on the handheld and enter the code")
     return 0
 
 

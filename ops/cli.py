@@ -177,7 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("terminal_id")
     k.add_argument("--reason", default="", help="why (recorded in the audit log)")
-    for name in ("new-terminal", "register", "revoke"):
+    k = ksub.add_parser(
+        "enroll-handheld",
+        help="a one-time code that enrolls one handheld app (e.g. a taxi driver's phone)",
+        description="Prints a code the driver types into the app (the control room's "
+        "/apps/KIND page); the app makes its own key and enrolls with it. Valid 15 minutes, "
+        "once.",
+    )
+    k.add_argument("--kind", choices=("taxi",), required=True)
+    k.add_argument("--operator", required=True)
+    k.add_argument("--network", default="")
+    k.add_argument("--terminal-id", default=None, help="default: KIND-OPERATOR-<random>")
+    k.add_argument("--ttl-s", type=int, default=15 * 60)
+    for name in ("new-terminal", "register", "revoke", "enroll-handheld"):
         ksub.choices[name].add_argument(
             "--redis-url",
             default=os.environ.get("REDIS_URL"),

@@ -51,6 +51,10 @@ def add_control_parsers(sub: Any) -> None:
     p.add_argument("--timezone", default="UTC", help="the local day of 'today' (default UTC)")
     p.add_argument("--silent-after", type=float, default=600.0,
                    help="seconds without a tap after which a connected terminal is silent")
+    p.add_argument("--apps-gateway-url", default=None,
+                   help="the gateway websocket URL the handheld apps (/apps/taxi) are given, "
+                   "as their phones reach it, e.g. wss://gateway.example/ (default: a live "
+                   "gateway's own address)")
     p.set_defaults(func=cmd_control)
 
     p = sub.add_parser("operators", help="control-room operators and their tokens")
@@ -121,6 +125,7 @@ def cmd_control(args: argparse.Namespace) -> int:
     config = ControlConfig(
         redis_url=args.redis_url, host=args.host, port=args.port, tariff_path=args.tariff,
         stops_path=args.stops, timezone=args.timezone, silent_after_s=args.silent_after,
+        apps_gateway_url=args.apps_gateway_url,
     )
 
     async def serve() -> None:

@@ -251,9 +251,15 @@ def _run_round(
         tap_prefix=prefix,
     )
     box: dict[str, DriverResult] = {}
-    runner = threading.Thread(
-        target=lambda: box.setdefault("r", asyncio.run(driver.run())), daemon=True
-    )
+    failure: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            box["r"] = asyncio.run(driver.run())
+        except BaseException as exc:  # reported below, with the round it ended
+            failure.append(exc)
+
+    runner = threading.Thread(target=drive, daemon=True)
     runner.start()
     for kind, gap in zip(kills, gaps, strict=True):
         time.sleep(gap)
@@ -263,6 +269,8 @@ def _run_round(
         else:
             totals.redis_kills += 1
     runner.join(ROUND_TIMEOUT_S)
+    if failure:
+        raise RuntimeError(f"round {n}: the load failed: {failure[0]!r}") from failure[0]
     if runner.is_alive() or "r" not in box:
         raise RuntimeError(f"round {n}: the load did not finish within {ROUND_TIMEOUT_S} s")
     result = box["r"]

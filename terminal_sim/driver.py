@@ -169,11 +169,23 @@ class TapDriver(LinkDriver[DriverResult]):
     async def connect_all(self) -> None:
         sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-        async def one(t: SimTerminalConn) -> None:
+        async def one(t: SimTerminalConn) -> BaseException | None:
             async with sem:
-                await t.open()
+                try:
+                    await t.open()
+                except t.reconnect_errors as exc:
+                    return exc
+                return None
 
-        await asyncio.gather(*(one(t) for t in self.terminals))
+        failed = await asyncio.gather(*(one(t) for t in self.terminals))
+        errors = [e for e in failed if e is not None]
+        if errors and len(errors) == len(self.terminals):
+            raise errors[0]  # the gateway is not there at all
+        # Some were refused (e.g. `unavailable` while Redis restarts): they keep trying, and
+        # their taps wait for them.
+        for t, err in zip(self.terminals, failed, strict=True):
+            if err is not None:
+                t._start_reconnect()
 
     def _make_tap(self, i: int, term: SimTerminalConn, intended: float) -> PendingTap:
         rng = self.rng

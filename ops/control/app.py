@@ -37,8 +37,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn.protocols.utils import ClientDisconnected
 
+from gateway.provisioning import GATEWAY_KEYS_KEY
 from gateway.store.interface import JOURNAL_READ_MAX
-from ops.control import audit
+from ops.control import audit, handhelds
 from ops.control.actions import ACTIONS, ActionRefused, perform
 from ops.control.operators import (
     Operator,
@@ -68,6 +69,10 @@ CSP: Final = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -226,6 +231,61 @@ def control_app(room: ControlRoom) -> Starlette:
             return _error(refused.code, refused.message, refused.status)
         return _json({"ok": True, "action": action, "result": result})
 
+    async def gateway_url() -> str | None:
+        if room.config.apps_gateway_url:
+            return room.config.apps_gateway_url
+        for info in room.health.gateways.values():
+            url = info.get("url")
+            if isinstance(url, str) and url.startswith(("ws://", "wss://")):
+                return url
+        return None
+
+    async def handheld_config(_: Request) -> Response:
+        """What any handheld app needs before and after enrolment (nothing secret)."""
+        raw = await redis.hgetall(GATEWAY_KEYS_KEY)
+        tariff = room.tariff
+        taxi = tariff.services.taxi
+        return _json({
+            "gateway_url": await gateway_url(),
+            "gateway_keys": {_text(k): _text(v) for k, v in raw.items()},
+            "currency": tariff.currency,
+            "taxi": None if taxi is None else taxi.to_dict(),
+        })
+
+    async def handheld_enrol(request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        if not limiter.allow(client):
+            return _error("too_many_attempts", "too many attempts; wait a minute", 429)
+        data = await body(request)
+        if isinstance(data, Response):
+            return data
+        try:
+            enrolled = await handhelds.redeem(
+                redis, room.store, data.get("code", ""), data.get("public_key", "")
+            )
+        except handhelds.EnrolRefused as refused:
+            return _error(refused.code, refused.message, 400)
+        return _json(enrolled)
+
+    async def app_page(request: Request) -> Response:
+        name = request.path_params["app"]
+        if name not in handhelds.HANDHELD_KINDS:
+            return _error("not_found", "no such app", 404)
+        resp = FileResponse(STATIC / "apps" / f"{name}.html", media_type="text/html")
+        # The app talks to the gateway's websocket: its origin joins connect-src.
+        url = await gateway_url() or ""
+        origin = "/".join(url.split("/")[:3]) if url else ""
+        resp.headers["content-security-policy"] = CSP.replace(
+            "connect-src 'self'", f"connect-src 'self' {origin}".rstrip()
+        )
+        resp.headers["x-content-type-options"] = "nosniff"
+        resp.headers["referrer-policy"] = "no-referrer"
+        return resp
+
+    async def service_worker(_: Request) -> Response:
+        # Served from /apps/ so that its scope covers the apps' pages.
+        return FileResponse(STATIC / "apps" / "sw.js", media_type="text/javascript")
+
     async def favicon(_: Request) -> Response:
         return Response(status_code=204)  # none: browsers ask anyway
 
@@ -259,6 +319,10 @@ def control_app(room: ControlRoom) -> Starlette:
             Route("/api/alerts", alerts),
             Route("/api/audit", audit_export),
             Route("/api/admin/{action}", admin, methods=["POST"]),
+            Route("/api/handheld/config", handheld_config),
+            Route("/api/handheld/enrol", handheld_enrol, methods=["POST"]),
+            Route("/apps/sw.js", service_worker),
+            Route("/apps/{app}", app_page),
             Route("/metrics", metrics),
             Route("/favicon.ico", favicon),
             Route("/healthz", healthz),

@@ -51,6 +51,8 @@ class ControlConfig:
     clock_scale: float = 1.0
     #: Send the HSTS header and mark cookies Secure (behind TLS).
     secure_cookies: bool = False
+    #: The gateway websocket URL the handheld apps are given (None: a live gateway's own).
+    apps_gateway_url: str | None = None
 
 
 @dataclass

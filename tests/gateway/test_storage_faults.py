@@ -166,7 +166,7 @@ async def test_loading_redis_is_unavailable_then_served(
     finally:
         server.stop()
     tracebacks = [r for r in caplog.records if r.exc_info]
-    assert len(tracebacks) <= 2, [r.getMessage() for r in tracebacks]
+    assert not tracebacks, [r.getMessage() for r in tracebacks]  # storage trouble: no traceback
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) <= 8, warnings
     assert not any(CARD in w for w in warnings), warnings

@@ -1,0 +1,236 @@
+// The taxi driver's app: enrol with a one-time code, run a trip, charge the passenger's card,
+// show only verified results. The tap being charged is kept in localStorage before it is sent,
+// so a reload (or a dead phone) retries it with the same tap id: never charged twice.
+import {
+  ID_RE, Link, formatMinor, isAnswerTo, keyPair, parseMinor, publicKeyHex, store,
+} from "/static/apps/terminal.js";
+
+const $ = (id) => document.getElementById(id);
+let config = null;
+let link = null;
+let keys = null;
+
+function show(id, on) {
+  $(id).hidden = !on;
+}
+
+function setStatus(state, detail) {
+  const el = $("status");
+  el.className = `status ${state}`;
+  el.textContent =
+    state === "refused" ? `refused: ${detail}` : state === "online" ? "online" : state;
+  if (state === "refused") {
+    for (const id of ["start-trip", "charge"]) $(id).disabled = true;
+    if (detail === "terminal_revoked") {
+      result("declined", "This handheld is revoked: it can no longer charge cards.");
+    } else {
+      result("declined", `The gateway refuses this handheld (${detail}); ask your operator.`);
+    }
+  }
+  if (state === "online") retryPending();
+}
+
+function result(kind, text) {
+  const el = $("result");
+  el.className = `result ${kind}`;
+  el.textContent = text;
+  el.hidden = false;
+}
+
+function today() {
+  return new Date().toISOString().slice(0, 10);
+}
+
+function renderTrips() {
+  const trips = store.get("trips", []);
+  const body = $("trips").querySelector("tbody");
+  body.textContent = "";
+  for (const t of trips.slice(-20).reverse()) {
+    const tr = document.createElement("tr");
+    for (const v of [t.time, t.trip, t.card, t.result, formatMinor(t.amount, config.currency)]) {
+      const td = document.createElement("td");
+      td.textContent = v;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+  const total = trips.filter((t) => t.day === today() && t.result === "approved")
+    .reduce((a, t) => a + t.amount, 0);
+  $("day-total").textContent = formatMinor(total, config.currency);
+}
+
+function renderTrip() {
+  const trip = store.get("trip", null);
+  show("trip-idle", !trip);
+  show("trip-running", !!trip);
+  if (trip) {
+    $("trip-id").textContent = trip.id;
+    $("trip-since").textContent = new Date(trip.started).toLocaleTimeString();
+  }
+}
+
+async function enrol() {
+  $("enrol-error").textContent = "";
+  const code = $("code").value.trim();
+  const resp = await fetch("/api/handheld/enrol", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ code, public_key: await publicKeyHex(keys) }),
+  });
+  const data = await resp.json();
+  if (!resp.ok) {
+    $("enrol-error").textContent = data.message || "enrolment refused";
+    return;
+  }
+  store.put("terminal", data);
+  start();
+}
+
+function start() {
+  const term = store.get("terminal", null);
+  show("enrol", !term);
+  show("main", !!term);
+  if (!term) {
+    setStatus("offline", "");
+    $("status").textContent = "not enrolled";
+    return;
+  }
+  $("tid").textContent = term.terminal_id;
+  $("op").textContent = term.operator;
+  const taxi = config.taxi || {};
+  $("max-tap").textContent = taxi.max_per_tap ? formatMinor(taxi.max_per_tap, config.currency) : "-";
+  $("max-day").textContent = taxi.max_per_day ? formatMinor(taxi.max_per_day, config.currency) : "-";
+  renderTrip();
+  renderTrips();
+  const pending = store.get("pending", null);
+  if (pending) result("waiting", `Retrying the charge of ${pending.card} (${pending.tap_id})…`);
+  link = new Link({
+    url: config.gateway_url,
+    terminalId: term.terminal_id,
+    keys,
+    gatewayKeys: config.gateway_keys,
+    onState: setStatus,
+    onAuth: onAuth,
+    onTapError: onTapError,
+  });
+  link.start();
+}
+
+function startTrip() {
+  const term = store.get("terminal");
+  const n = store.get("trip_counter", 0) + 1;
+  store.put("trip_counter", n);
+  store.put("trip", { id: `T${n}`, started: Date.now(), terminal: term.terminal_id });
+  $("result").hidden = true;
+  renderTrip();
+}
+
+function charge() {
+  $("charge-error").textContent = "";
+  if (store.get("pending", null)) {
+    $("charge-error").textContent = "a charge is still being settled; wait for its result";
+    return;
+  }
+  const amount = parseMinor($("amount").value);
+  const card = $("card").value.trim();
+  const taxi = config.taxi || {};
+  if (amount === null || amount <= 0) {
+    $("charge-error").textContent = "enter the metered fare, e.g. 12.50";
+    return;
+  }
+  if (taxi.max_per_tap && amount > taxi.max_per_tap) {
+    // Refused before a card is asked: the gateway would decline it anyway.
+    $("charge-error").textContent =
+      `over the limit of ${formatMinor(taxi.max_per_tap, config.currency)} per ride`;
+    return;
+  }
+  if (!ID_RE.test(card)) {
+    $("charge-error").textContent = "not a card number";
+    return;
+  }
+  const term = store.get("terminal");
+  const trip = store.get("trip");
+  const n = store.get("tap_counter", 0) + 1;
+  store.put("tap_counter", n);
+  const tap = {
+    tap_id: `${term.terminal_id}:${trip.id}:${n}`,
+    card,
+    op: "taxi_fare",
+    terminal_time: Date.now(),
+    fields: { amount, trip_id: `${term.terminal_id}.${trip.id}` },
+    seqs: [],
+    trip: trip.id,
+  };
+  store.put("pending", tap); // before it is sent: a reload retries this very tap
+  result("waiting", `Charging ${card}…`);
+  sendPending();
+}
+
+function sendPending() {
+  const tap = store.get("pending", null);
+  if (!tap || !link) return;
+  const seq = link.send(tap);
+  if (seq) {
+    tap.seqs.push(seq);
+    store.put("pending", tap);
+  }
+}
+
+let retryTimer = null;
+function retryPending(delay = 0) {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(sendPending, delay);
+}
+
+async function onAuth(m) {
+  const tap = store.get("pending", null);
+  if (!tap || m.tap_id !== tap.tap_id) return;
+  if (!(await isAnswerTo(m, tap, store.get("terminal").terminal_id, config.gateway_keys))) {
+    // Never shown as approved: an authorisation that does not verify is an error.
+    result("invalid", "ERROR: the authorisation did not verify; the charge is retried.");
+    retryPending(2000);
+    return;
+  }
+  store.drop("pending");
+  const trips = store.get("trips", []);
+  trips.push({ time: new Date().toLocaleTimeString(), day: today(), trip: tap.trip,
+    card: tap.card, result: m.result, reason: m.reason, amount: m.amount, tap_id: tap.tap_id,
+    tap });
+  store.put("trips", trips.slice(-200));
+  if (m.result === "approved") {
+    result("approved", `APPROVED ${formatMinor(m.amount, m.currency)} — balance ` +
+      `${formatMinor(m.balance, m.currency)} (signed ${m.key_id})`);
+    store.drop("trip");
+    $("amount").value = "";
+    $("card").value = "";
+    renderTrip();
+  } else {
+    result("declined", `DECLINED: ${m.reason} (signed ${m.key_id})`);
+  }
+  renderTrips();
+}
+
+function onTapError(m, retryable) {
+  const tap = store.get("pending", null);
+  if (!tap || m.tap_id !== tap.tap_id) return;
+  if (retryable) {
+    result("waiting", `Gateway ${m.code}: retrying the same charge…`);
+    retryPending(1000);
+  } else {
+    store.drop("pending");
+    result("declined", `ERROR: ${m.code} — ${m.message}`);
+  }
+}
+
+async function main() {
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/apps/sw.js").catch(() => {});
+  keys = await keyPair();
+  config = await (await fetch("/api/handheld/config")).json();
+  $("enrol-btn").addEventListener("click", enrol);
+  $("start-trip").addEventListener("click", startTrip);
+  $("charge").addEventListener("click", charge);
+  window.addEventListener("offline", () => setStatus("offline"));
+  start();
+}
+
+main();
