@@ -8,7 +8,7 @@ import pytest
 
 from terminal_sim.driver import TapDriver
 from terminal_sim.fleet import make_fleet
-from terminal_sim.wsclient import WsClosed
+from terminal_sim.wsclient import HandshakeError, WsClosed
 
 
 @pytest.fixture
@@ -17,9 +17,15 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-async def test_a_close_during_the_reconnect_handshake_is_retried() -> None:
-    """A gateway that closes the connection mid-handshake (WsClosed, not an OSError) does not
-    end the terminal's reconnecting: the next attempt goes ahead."""
+@pytest.mark.parametrize(
+    "error",
+    [WsClosed(1011, "closed during the handshake"),
+     HandshakeError("connection reset during the upgrade")],
+)
+async def test_a_close_during_the_reconnect_handshake_is_retried(error: Exception) -> None:
+    """A gateway that closes the connection mid-handshake (WsClosed) or resets it during the
+    HTTP upgrade (HandshakeError, e.g. a gateway restarting) does not end the terminal's
+    reconnecting: the next attempt goes ahead."""
     driver = TapDriver(
         "ws://127.0.0.1:9/", make_fleet(1, 1), ["c1"], {}, rate=1.0, duration=1.0, seed=1
     )
@@ -29,7 +35,7 @@ async def test_a_close_during_the_reconnect_handshake_is_retried() -> None:
     async def flaky_open() -> None:
         attempts.append(1)
         if len(attempts) == 1:
-            raise WsClosed(1011, "closed during the handshake")
+            raise error
 
     term.open = flaky_open  # type: ignore[method-assign]
     term._start_reconnect()
