@@ -34,6 +34,8 @@ class Connections:
         self._by_id: dict[str, _Conn] = {}
         self._ws: dict[TerminalSession, WsConnection] = {}
         self._stale_after_ms = stale_after_ms
+        #: frames refused by the per-connection frame budget, over all connections
+        self.frames_refused = 0
 
     def attach(self, session: TerminalSession, ws: WsConnection) -> None:
         self._ws[session] = ws

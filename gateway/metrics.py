@@ -198,6 +198,26 @@ class GatewayCollector(Collector):
         yield _gauge(
             "citycard_terminals_connected", "Authenticated terminals connected", conns["ready"]
         )
+        yield _gauge(
+            "citycard_connections_unauthenticated",
+            "Connections that have not completed hello and proof",
+            conns.get("preauth_open", 0),
+        )
+        yield _counter(
+            "citycard_connections_refused_at_accept",
+            "Connections dropped at accept by the unauthenticated-connection caps",
+            conns.get("preauth_refused", 0),
+        )
+        yield _counter(
+            "citycard_handshake_timeouts",
+            "Connections closed for not completing hello and proof in time",
+            conns.get("preauth_expired", 0),
+        )
+        yield _counter(
+            "citycard_frames_refused",
+            "Frames answered busy unread by the per-connection frame budget",
+            conns.get("frames_refused", 0),
+        )
         events = s.events()
         yield _gauge(
             "citycard_stream_subscribers",

@@ -51,6 +51,9 @@ class SessionStore(Protocol):
 class ConnectionTable(Protocol):
     """Which terminal ids hold a live connection in this process."""
 
+    #: frames refused by the per-connection frame budget (for /metrics)
+    frames_refused: int
+
     def claim(self, terminal_id: str, session: TerminalSession) -> bool: ...
     def release(self, terminal_id: str, session: TerminalSession) -> None: ...
 
@@ -138,6 +141,7 @@ class TerminalSession:
         if tokens < 1.0:
             self._tokens = tokens
             self.stats["rate_limited"] += 1
+            deps.connections.frames_refused += 1
             return await self._error(
                 "busy", f"more than {deps.max_frames_per_s:g} frames/s: slow down (nothing read)"
             )

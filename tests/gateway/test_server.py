@@ -522,7 +522,7 @@ async def test_a_flooding_terminal_is_slowed_and_others_are_served(
     """Past its frame budget a connection's frames are answered `busy` unread; it stays
     connected, and another terminal is served meanwhile."""
     config = GatewayConfig(port=0, redis_url=redis_url, data_dir=tmp_path, signer="local",
-                           max_frames_per_s=50, frame_burst=20)
+                           max_frames_per_s=50, frame_burst=20, metrics_port=0)
     async with open_gateway(config) as gateway:
         for tid, kind in ((GATE, "gate"), (SHOP, "retail")):
             await enroll_terminal(gateway.store, tid, bytes(_key(tid).verify_key).hex(),
@@ -538,3 +538,11 @@ async def test_a_flooding_terminal_is_slowed_and_others_are_served(
         await witness_taps_fine(gateway, "flood")
         await flood.send(wire.encode_heartbeat(2))  # still connected
         assert (await recv(flood.ws))["type"] in ("heartbeat_ack", "error")
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{gateway.metrics_port}/metrics")).text
+        refused = next(line for line in text.splitlines()
+                       if line.startswith("citycard_frames_refused_total"))
+        assert float(refused.split()[-1]) >= len(busy)
+        assert "citycard_connections_unauthenticated 0.0" in text
