@@ -1,6 +1,7 @@
 """The `citycard` command: every operator-facing sub-command in one parser. The gateway's own
 (`serve`), the simulator's (`sim`, `bench`, `reader`, `chaos`) and the operators' (`demo`,
-`control`, `operators`, `admin`, `watch`, `keys`, `cards`, `fares`, `tariff`, `export`, `report`)
+`control`, `operators`, `admin`, `watch`, `keys`, `cards`, `fares`, `tariff`, `export`, `report`,
+`privacy`)
 are wired in here; each lives with the package it belongs to."""
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     from terminal_sim.chaos import add_chaos_parser
 
     add_chaos_parser(sub)
+
+    from ops.privacy import add_privacy_parser
+
+    add_privacy_parser(sub)
 
     p = sub.add_parser(
         "sim",
