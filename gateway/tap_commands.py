@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gateway.store.interface import TerminalRecord
 from gateway.wire import protocol as wire
-from policies import Command, NotPermitted, Purchase, TopUp
+from policies import CardInfo, Command, NotPermitted, Purchase, TopUp
 from policies.services.commands import command_from_tap
 from policies.transit_taps import TRANSIT_OPS, transit_command_from_tap
 
@@ -43,7 +43,7 @@ KIND_OPS: dict[str, frozenset[str]] = {
     "venue": frozenset({"purchase", "venue_entry", "access"}),
     "access": frozenset({"access"}),
     "recycling": frozenset({"recycle"}),
-    "kiosk": frozenset({"topup", "reward_credit", "redeem_points", "buy_product"}),
+    "kiosk": frozenset({"topup", "reward_credit", "redeem_points", "buy_product", "card_info"}),
 }
 
 
@@ -73,6 +73,8 @@ def command_for(term: TerminalRecord, tap: wire.Tap) -> Command:
             )
             if transit is not None:
                 return transit
+        if tap.op == "card_info":
+            return CardInfo(terminal_id=term.terminal_id, operator=term.operator)
         amount = f.get("amount")
         if isinstance(amount, int):
             if tap.op == "purchase":

@@ -14,9 +14,11 @@ from types import MappingProxyType
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from policies import reasons
+from policies.card_info import card_info, card_info_product
 from policies.model import (
     BalanceAdjustment,
     BuyProduct,
+    CardInfo,
     CardState,
     CardStatusChange,
     Command,
@@ -93,6 +95,7 @@ _ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
         FareCorrection: Route[FareCorrection](correction_product, fare_correction),
         BuyProduct: Route[BuyProduct](product_name, buy_product),
         NotPermitted: Route[NotPermitted](_not_permitted_product, _not_permitted),
+        CardInfo: Route[CardInfo](card_info_product, card_info),
         # City services (policies/services/routes.py).
         **{kind: Route[Any](*route) for kind, route in SERVICE_ROUTES.items()},
     }

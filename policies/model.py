@@ -54,6 +54,8 @@ EVENT_FARE_CORRECTED: Final = "fare_corrected"
 EVENT_PRODUCT_BOUGHT: Final = "product_bought"
 EVENT_AUTO_TOPUP_REQUESTED: Final = "auto_topup_requested"
 """Amount 0: asks the funding side to load `detail["amount"]` onto the card."""
+EVENT_CARD_INFO: Final = "card_info"
+"""Amount 0: a kiosk showed the cardholder the card's balance and products."""
 TRANSIT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {
         EVENT_TAP_ON,
@@ -61,6 +63,7 @@ TRANSIT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
         EVENT_FARE_CORRECTED,
         EVENT_PRODUCT_BOUGHT,
         EVENT_AUTO_TOPUP_REQUESTED,
+        EVENT_CARD_INFO,
     }
 )
 #: Operator commands (policies/operator_commands.py).
@@ -300,6 +303,14 @@ class CardStatusChange:
 
 
 @dataclass(frozen=True, slots=True)
+class CardInfo:
+    """A kiosk shows the cardholder the card: balance, category, products, points."""
+
+    terminal_id: str
+    operator: str
+
+
+@dataclass(frozen=True, slots=True)
 class NotPermitted:
     """A tap for an operation this kind of terminal may not perform (or whose fields do not
     make a command): always declined `unsupported_operation`, but decided, recorded and
@@ -323,6 +334,7 @@ Command: TypeAlias = (
     | BalanceAdjustment
     | CardStatusChange
     | NotPermitted
+    | CardInfo
 )
 
 

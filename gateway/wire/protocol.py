@@ -314,6 +314,11 @@ OPS: Final[dict[str, OpSpec]] = {
         "activated by its first use",
         (FieldSpec("product", IDENTIFIER, required=True, doc="product id of the tariff"),),
     ),
+    "card_info": OpSpec(
+        "show the cardholder the card at a kiosk: balance, category, products and points "
+        "(in `detail.explain`); charges nothing",
+        (),
+    ),
     "fare_correction": OpSpec(
         "an operator sets the fare of an incomplete journey (no tap off); the difference to what "
         "was charged is refunded (ops terminals only)",

@@ -26,6 +26,8 @@ from typing import Any, Final
 
 import anyio
 import orjson
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -48,6 +50,7 @@ from ops.control.operators import (
     open_session,
     session_operator,
 )
+from ops.control.payments import StubAcquirer
 from ops.control.room import ControlRoom
 from ops.control.streams import MAX_REPLAY, Filter, SubscriptionError, tap_message
 from ops.control.tailer import position
@@ -101,8 +104,17 @@ class _LoginLimiter:
         return True
 
 
+def _verifies(public_key_hex: str, message: bytes, sig_hex: str) -> bool:
+    try:
+        VerifyKey(bytes.fromhex(public_key_hex)).verify(message, bytes.fromhex(sig_hex))
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
 def control_app(room: ControlRoom) -> Starlette:
     limiter = _LoginLimiter()
+    acquirer = StubAcquirer()
     redis = room.redis
 
     async def operator_of(conn: HTTPConnection) -> tuple[Operator | None, bool]:
@@ -245,12 +257,50 @@ def control_app(room: ControlRoom) -> Starlette:
         raw = await redis.hgetall(GATEWAY_KEYS_KEY)
         tariff = room.tariff
         taxi = tariff.services.taxi
+        products = [
+            {"product": p.product_id, "name": p.name, "prices": dict(p.prices)}
+            for p in tariff.transit.products.values()
+        ]
         return _json({
             "gateway_url": await gateway_url(),
             "gateway_keys": {_text(k): _text(v) for k, v in raw.items()},
             "currency": tariff.currency,
             "taxi": None if taxi is None else taxi.to_dict(),
+            "products": products,
+            "payment_provider": acquirer.provider,
         })
+
+    async def kiosk_payment(request: Request) -> Response:
+        """A kiosk's payment step (authorise, then capture or void), signed by the kiosk's own
+        terminal key; the acquirer is `payments.StubAcquirer` (a stub: no money moves)."""
+        data = await body(request)
+        if isinstance(data, Response):
+            return data
+        tid, step = data.get("terminal_id"), data.get("step")
+        ref, amount, sig = data.get("reference"), data.get("amount"), data.get("sig")
+        if not (isinstance(tid, str) and isinstance(ref, str) and isinstance(sig, str)
+                and type(amount) is int and step in ("authorise", "capture", "void")):
+            return _error("bad_request", "terminal_id, step, reference, amount, sig", 400)
+        rec = await room.store.get_terminal(tid)
+        message = f"citycard-kiosk-payment-v1\n{tid}\n{step}\n{ref}\n{amount}\n".encode()
+        if rec is None or rec.status != "active" or rec.kind != "kiosk" or not _verifies(
+            rec.public_key_hex, message, sig
+        ):
+            await audit.record(redis, audit.AuditRecord(
+                f"kiosk:{tid}", "terminal", "kiosk_payment", ref, step, "refused: bad_terminal"))
+            return _error("bad_terminal", "not an active kiosk, or the signature is wrong", 403)
+        if step == "authorise":
+            pay = await acquirer.authorise(amount, room.tariff.currency, f"{tid}:{ref}")
+        elif step == "capture":
+            pay = await acquirer.capture(ref)
+        else:
+            pay = await acquirer.void(ref)
+        await audit.record(redis, audit.AuditRecord(
+            f"kiosk:{tid}", "terminal", "kiosk_payment", pay.payment_id, step,
+            "done" if pay.approved else f"refused: {pay.reason}"))
+        return _json({"payment_id": pay.payment_id, "approved": pay.approved,
+                      "amount": pay.amount, "provider": pay.provider, "reason": pay.reason,
+                      "state": acquirer.state.get(pay.payment_id, "")})
 
     async def handheld_enrol(request: Request) -> Response:
         client = request.client.host if request.client else "?"
@@ -321,6 +371,7 @@ def control_app(room: ControlRoom) -> Starlette:
             Route("/api/admin/{action}", admin, methods=["POST"]),
             Route("/api/handheld/config", handheld_config),
             Route("/api/handheld/enrol", handheld_enrol, methods=["POST"]),
+            Route("/api/kiosk/payment", kiosk_payment, methods=["POST"]),
             Route("/apps/sw.js", service_worker),
             Route("/apps/{app}", app_page),
             Route("/metrics", metrics),

@@ -95,8 +95,11 @@ class Term:
 
 @asynccontextmanager
 async def world(redis_url: str, tmp_path: Path, **room_options: Any) -> AsyncIterator[World]:
+    """`room_options` go to the control room's config; a `tariff_path` among them is the
+    gateway's tariff too."""
     gw_config = GatewayConfig(port=0, redis_url=redis_url, data_dir=tmp_path, heartbeat_s=5,
-                              signer="local", gateway_id="gw-test")
+                              signer="local", gateway_id="gw-test",
+                              tariff_path=room_options.get("tariff_path"))
     async with open_gateway(gw_config) as gw:
         for tid in GATES:
             await enroll_terminal(gw.store, tid, bytes(terminal_key(tid).verify_key).hex(),

@@ -1,8 +1,9 @@
 // The apps' service worker: the app shell is cached so a handheld opens without network
 // (it then shows itself offline). Taps are never cached or queued here.
 const SHELL = "citycard-apps-v1";
-const FILES = ["/apps/taxi", "/static/apps/taxi.js", "/static/apps/terminal.js",
-  "/static/apps/apps.css", "/static/apps/taxi.webmanifest", "/static/apps/icon.svg"];
+const FILES = ["/apps/taxi", "/static/apps/taxi.js", "/apps/kiosk", "/static/apps/kiosk.js",
+  "/static/apps/terminal.js", "/static/apps/apps.css", "/static/apps/taxi.webmanifest",
+  "/static/apps/kiosk.webmanifest", "/static/apps/icon.svg"];
 
 self.addEventListener("install", (e) => e.waitUntil(caches.open(SHELL).then((c) => c.addAll(FILES))));
 self.addEventListener("fetch", (e) => {

@@ -226,6 +226,13 @@ async function main() {
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/apps/sw.js").catch(() => {});
   keys = await keyPair();
   config = await (await fetch("/api/handheld/config")).json();
+  if (!config.gateway_url) {
+    // No gateway known yet (the control room just started): the page's CSP names the gateway,
+    // so load the page again rather than retry from here.
+    $("status").textContent = "waiting for a gateway";
+    setTimeout(() => location.reload(), 2000);
+    return;
+  }
   $("enrol-btn").addEventListener("click", enrol);
   $("start-trip").addEventListener("click", startTrip);
   $("charge").addEventListener("click", charge);
