@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gateway.store.interface import TerminalRecord
 from gateway.wire import protocol as wire
-from policies import CardInfo, Command, NotPermitted, Purchase, TopUp
+from policies import CardInfo, Command, Inspect, NotPermitted, Purchase, TopUp
 from policies.services.commands import command_from_tap
 from policies.transit_taps import TRANSIT_OPS, transit_command_from_tap
 
@@ -27,6 +27,7 @@ KIND_DOCS: dict[str, str] = {
     "access": "a facility's door reader (no payment)",
     "recycling": "recycling kiosk",
     "kiosk": "information and top-up kiosk",
+    "inspector": "a ticket inspector's handheld",
 }
 
 #: Which operations each kind of terminal may perform.
@@ -44,6 +45,7 @@ KIND_OPS: dict[str, frozenset[str]] = {
     "access": frozenset({"access"}),
     "recycling": frozenset({"recycle"}),
     "kiosk": frozenset({"topup", "reward_credit", "redeem_points", "buy_product", "card_info"}),
+    "inspector": frozenset({"inspect"}),
 }
 
 
@@ -75,6 +77,11 @@ def command_for(term: TerminalRecord, tap: wire.Tap) -> Command:
                 return transit
         if tap.op == "card_info":
             return CardInfo(terminal_id=term.terminal_id, operator=term.operator)
+        if tap.op == "inspect":
+            network = f.get("network") or term.network
+            return Inspect(
+                terminal_id=term.terminal_id, operator=term.operator, network=str(network)
+            )
         amount = f.get("amount")
         if isinstance(amount, int):
             if tap.op == "purchase":

@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/apps/KIND page); the app makes its own key and enrolls with it. Valid 15 minutes, "
         "once.",
     )
-    k.add_argument("--kind", choices=("taxi", "kiosk"), required=True)
+    k.add_argument("--kind", choices=("taxi", "kiosk", "inspector"), required=True)
     k.add_argument("--operator", required=True)
     k.add_argument("--network", default="")
     k.add_argument("--terminal-id", default=None, help="default: KIND-OPERATOR-<random>")

@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from policies import reasons
 from policies.card_info import card_info, card_info_product
+from policies.inspection import inspect, inspection_product
 from policies.model import (
     BalanceAdjustment,
     BuyProduct,
@@ -24,6 +25,7 @@ from policies.model import (
     Command,
     FareCorrection,
     FareTap,
+    Inspect,
     NotPermitted,
     Outcome,
     Purchase,
@@ -96,6 +98,7 @@ _ROUTES: Mapping[type[Any], Route[Any]] = MappingProxyType(
         BuyProduct: Route[BuyProduct](product_name, buy_product),
         NotPermitted: Route[NotPermitted](_not_permitted_product, _not_permitted),
         CardInfo: Route[CardInfo](card_info_product, card_info),
+        Inspect: Route[Inspect](inspection_product, inspect),
         # City services (policies/services/routes.py).
         **{kind: Route[Any](*route) for kind, route in SERVICE_ROUTES.items()},
     }

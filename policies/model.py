@@ -56,6 +56,8 @@ EVENT_AUTO_TOPUP_REQUESTED: Final = "auto_topup_requested"
 """Amount 0: asks the funding side to load `detail["amount"]` onto the card."""
 EVENT_CARD_INFO: Final = "card_info"
 """Amount 0: a kiosk showed the cardholder the card's balance and products."""
+EVENT_INSPECTION: Final = "inspection"
+"""Amount 0: a ticket inspector found a valid ticket on the card."""
 TRANSIT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
     {
         EVENT_TAP_ON,
@@ -64,6 +66,7 @@ TRANSIT_EVENT_TYPES: Final[frozenset[str]] = frozenset(
         EVENT_PRODUCT_BOUGHT,
         EVENT_AUTO_TOPUP_REQUESTED,
         EVENT_CARD_INFO,
+        EVENT_INSPECTION,
     }
 )
 #: Operator commands (policies/operator_commands.py).
@@ -311,6 +314,15 @@ class CardInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Inspect:
+    """A ticket inspector checks the card on a bus or train of `network` (policies/inspection)."""
+
+    terminal_id: str
+    operator: str
+    network: str
+
+
+@dataclass(frozen=True, slots=True)
 class NotPermitted:
     """A tap for an operation this kind of terminal may not perform (or whose fields do not
     make a command): always declined `unsupported_operation`, but decided, recorded and
@@ -335,6 +347,7 @@ Command: TypeAlias = (
     | CardStatusChange
     | NotPermitted
     | CardInfo
+    | Inspect
 )
 
 

@@ -129,6 +129,9 @@ CARD_AUTH_FAILED: Final = "card_auth_failed"
 """Declined: the tap's card cryptogram does not verify with the card's key (a copied card id,
 or a tap replayed at another terminal or under another tap id)."""
 
+NO_VALID_TICKET: Final = "no_valid_ticket"
+"""Declined (an inspection): no open trip, usable product or recent fare on the card."""
+
 STALE_CARD_COUNTER: Final = "stale_card_counter"
 """Declined: the cryptogram's card counter is not above the highest one already accepted (a
 replayed cryptogram, or a cloned card running behind the genuine one)."""
@@ -198,6 +201,8 @@ REASONS: Final[dict[str, str]] = {
     CARD_AUTH_REQUIRED: "declined: this card must authenticate each tap (card cryptogram) and "
     "the tap carries none",
     CARD_AUTH_FAILED: "declined: the card cryptogram does not verify with the card's key",
+    NO_VALID_TICKET: "declined (an inspection): no open trip on this network, no usable product "
+    "covering it and no fare charged in the last 90 minutes",
     STALE_CARD_COUNTER: "declined: the card counter is not above the last one accepted "
     "(a replayed cryptogram or a cloned card)",
 }
@@ -226,6 +231,7 @@ __all__ = [
     "NO_FARE_RULE",
     "NO_OPEN_JOURNEY",
     "NO_PARKING_SESSION",
+    "NO_VALID_TICKET",
     "OK",
     "OUTSIDE_HOURS",
     "OUTSIDE_VALIDITY",

@@ -314,6 +314,12 @@ OPS: Final[dict[str, OpSpec]] = {
         "activated by its first use",
         (FieldSpec("product", IDENTIFIER, required=True, doc="product id of the tariff"),),
     ),
+    "inspect": OpSpec(
+        "a ticket inspector checks the card on a bus or train: approved when it holds a valid "
+        "ticket (open trip, usable pass, recent fare; which one in `detail.explain`), declined "
+        "`no_valid_ticket`; charges nothing (inspector handhelds only)",
+        (_NETWORK,),
+    ),
     "card_info": OpSpec(
         "show the cardholder the card at a kiosk: balance, category, products and points "
         "(in `detail.explain`); charges nothing",

@@ -29,7 +29,7 @@ from ops.control import audit
 #: How long an enrolment code stays valid.
 ENROL_TTL_S: Final = 15 * 60
 #: Kinds an app can be enrolled as (the apps that exist).
-HANDHELD_KINDS: Final = ("taxi", "kiosk")
+HANDHELD_KINDS: Final = ("taxi", "kiosk", "inspector")
 _KEY_PREFIX: Final = "cc:enrol:"
 
 

@@ -2,6 +2,7 @@
 // (it then shows itself offline). Taps are never cached or queued here.
 const SHELL = "citycard-apps-v1";
 const FILES = ["/apps/taxi", "/static/apps/taxi.js", "/apps/kiosk", "/static/apps/kiosk.js",
+  "/apps/inspector", "/static/apps/inspector.js",
   "/static/apps/terminal.js", "/static/apps/apps.css", "/static/apps/taxi.webmanifest",
   "/static/apps/kiosk.webmanifest", "/static/apps/icon.svg"];
 
