@@ -5,6 +5,8 @@ like any other, so it is signed and recorded, and its retry gets the original.""
 
 from __future__ import annotations
 
+from datetime import date
+
 from policies import reasons
 from policies.model import EVENT_CARD_INFO, CardInfo, CardState, Outcome
 from policies.outcomes import approved
@@ -34,6 +36,12 @@ def card_info(state: CardState, command: CardInfo, now_ms: int, tariff: Tariff) 
     }
     if state.category_until_ms is not None:
         info["category_until_ms"] = state.category_until_ms
+    services = state.services
+    if services is not None and services.recycle_day[1]:
+        # The card keeps the recycling credit of its last recycling day only (the daily limit
+        # needs no more); a longer history is the journal's, for the cardholder's data access.
+        day, credit = services.recycle_day
+        info["recycling"] = {"day": date.fromordinal(day).isoformat(), "credit": credit}
     return approved(
         state,
         command.terminal_id,

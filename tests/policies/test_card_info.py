@@ -38,3 +38,15 @@ def test_blocked_and_unknown_cards() -> None:
     blocked = CardState(card_id="c", balance=1, status="blocked")
     assert decide(blocked, CMD, 0, TARIFF).decision.reason == reasons.CARD_BLOCKED
     assert decide(None, CMD, 0, TARIFF).decision.reason == reasons.UNKNOWN_CARD
+
+
+def test_the_last_recycling_day_is_reported() -> None:
+    from datetime import date
+
+    from policies.services.state import ServicesState
+
+    day = date(2026, 12, 7).toordinal()
+    state = CardState(card_id="c", balance=1, status="active",
+                      services=ServicesState(recycle_day=(day, 120)))
+    info = decide(state, CMD, 0, TARIFF).decision.explain[0]
+    assert info["recycling"] == {"day": "2026-12-07", "credit": 120}

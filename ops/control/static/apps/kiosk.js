@@ -105,6 +105,9 @@ function showInfo(m) {
   $("balance").textContent = formatMinor(m.balance, m.currency);
   $("category").textContent = info.category || "?";
   $("points").textContent = String(info.points || 0);
+  $("recycling").textContent = info.recycling
+    ? `${formatMinor(info.recycling.credit, m.currency)} on ${info.recycling.day}`
+    : "none yet";
   const body = $("products").querySelector("tbody");
   body.textContent = "";
   for (const p of info.products || []) {
