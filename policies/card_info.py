@@ -5,9 +5,8 @@ like any other, so it is signed and recorded, and its retry gets the original.""
 
 from __future__ import annotations
 
-from datetime import date
-
 from policies import reasons
+from policies.gtfs.local_time import iso_date
 from policies.model import EVENT_CARD_INFO, CardInfo, CardState, Outcome
 from policies.outcomes import approved
 from policies.tariff import Tariff
@@ -41,7 +40,7 @@ def card_info(state: CardState, command: CardInfo, now_ms: int, tariff: Tariff) 
         # The card keeps the recycling credit of its last recycling day only (the daily limit
         # needs no more); a longer history is the journal's, for the cardholder's data access.
         day, credit = services.recycle_day
-        info["recycling"] = {"day": date.fromordinal(day).isoformat(), "credit": credit}
+        info["recycling"] = {"day": iso_date(day), "credit": credit}
     return approved(
         state,
         command.terminal_id,

@@ -201,3 +201,8 @@ def local_midnight_ms(zone: ZoneInfo, ordinal: int) -> int:
     """Epoch ms of 00:00 local time on the date `ordinal` (the first instant of that day)."""
     day = date.fromordinal(ordinal)
     return to_ms(datetime(day.year, day.month, day.day, tzinfo=zone))
+
+
+def iso_date(ordinal: int) -> str:
+    """The ISO date (YYYY-MM-DD) of a proleptic Gregorian ordinal (`date.toordinal()`)."""
+    return date.fromordinal(ordinal).isoformat()
