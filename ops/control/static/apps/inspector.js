@@ -1,35 +1,19 @@
 // The ticket inspector's handheld: check a card on a bus or train (an `inspect` tap: signed and
 // recorded, charges nothing) and show VALID or NO VALID TICKET only from a verified answer,
 // with why (open trip, pass, recent fare) and the rider category to check against the rider.
-import { ID_RE, Link, isAnswerTo, keyPair, publicKeyHex, store } from "/static/apps/terminal.js";
+import {
+  $, badge, enrol, enrolledOrForm, loadConfig, newPending, registerServiceWorker,
+  resendPending, result,
+} from "/static/apps/common.js";
+import { ID_RE, Link, isAnswerTo, keyPair, store } from "/static/apps/terminal.js";
 
-const $ = (id) => document.getElementById(id);
 let config = null;
 let link = null;
 let keys = null;
 
 function setStatus(state, detail) {
-  const el = $("status");
-  el.className = `status ${state}`;
-  el.textContent = state === "refused" ? `refused: ${detail}` : state;
-  if (state === "online") resend();
-}
-
-function result(kind, text) {
-  const el = $("result");
-  el.className = `result ${kind}`;
-  el.textContent = text;
-  el.hidden = false;
-}
-
-function resend() {
-  const t = store.get("pending", null);
-  if (!t || !link) return;
-  const seq = link.send(t);
-  if (seq) {
-    t.seqs.push(seq);
-    store.put("pending", t);
-  }
+  badge(state, detail);
+  if (state === "online") resendPending(link);
 }
 
 function renderLog() {
@@ -54,14 +38,9 @@ function check() {
     $("error").textContent = "not a card number (or network)";
     return;
   }
-  const tid = store.get("terminal").terminal_id;
-  const n = store.get("tap_counter", 0) + 1;
-  store.put("tap_counter", n);
-  const fields = network ? { network } : {};
-  store.put("pending", { tap_id: `${tid}:i${n}`, card, op: "inspect", terminal_time: Date.now(),
-    fields, seqs: [] });
+  newPending("inspect", card, network ? { network } : {}, "i");
   result("waiting", `Checking ${card}…`);
-  resend();
+  resendPending(link);
 }
 
 async function onAuth(m) {
@@ -69,12 +48,13 @@ async function onAuth(m) {
   if (!t || m.tap_id !== t.tap_id) return;
   if (!(await isAnswerTo(m, t, store.get("terminal").terminal_id, config.gateway_keys))) {
     result("invalid", "ERROR: the answer did not verify; checking again.");
-    setTimeout(resend, 2000);
+    setTimeout(() => resendPending(link), 2000);
     return;
   }
   store.drop("pending");
   const info = (m.detail && m.detail.explain || []).find((e) => e.rule === "inspection") || {};
-  const until = info.category_until_ms ? ` until ${new Date(info.category_until_ms).toLocaleDateString()}` : "";
+  const until = info.category_until_ms
+    ? ` until ${new Date(info.category_until_ms).toLocaleDateString()}` : "";
   const who = `category ${info.category || "?"}${until}`;
   let why;
   if (m.result === "approved") {
@@ -95,39 +75,16 @@ function onTapError(m, retryable) {
   const t = store.get("pending", null);
   if (!t || m.tap_id !== t.tap_id) return;
   if (retryable) {
-    setTimeout(resend, 1000);
+    setTimeout(() => resendPending(link), 1000);
   } else {
     store.drop("pending");
     result("declined", `ERROR: ${m.code} — ${m.message}`);
   }
 }
 
-async function enrol() {
-  $("enrol-error").textContent = "";
-  const resp = await fetch("/api/handheld/enrol", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ code: $("code").value.trim(), public_key: await publicKeyHex(keys) }),
-  });
-  const data = await resp.json();
-  if (!resp.ok) {
-    $("enrol-error").textContent = data.message || "enrolment refused";
-    return;
-  }
-  store.put("terminal", data);
-  start();
-}
-
 function start() {
-  const term = store.get("terminal", null);
-  $("enrol").hidden = !!term;
-  $("main").hidden = !term;
-  if (!term) {
-    $("status").textContent = "not enrolled";
-    return;
-  }
-  $("tid").textContent = term.terminal_id;
-  $("op").textContent = term.operator;
+  const term = enrolledOrForm();
+  if (!term) return;
   renderLog();
   link = new Link({
     url: config.gateway_url, terminalId: term.terminal_id, keys,
@@ -137,15 +94,11 @@ function start() {
 }
 
 async function main() {
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/apps/sw.js").catch(() => {});
+  registerServiceWorker();
   keys = await keyPair();
-  config = await (await fetch("/api/handheld/config")).json();
-  if (!config.gateway_url) {
-    $("status").textContent = "waiting for a gateway";
-    setTimeout(() => location.reload(), 2000);
-    return;
-  }
-  $("enrol-btn").addEventListener("click", enrol);
+  config = await loadConfig();
+  if (!config) return;
+  $("enrol-btn").addEventListener("click", () => enrol(keys, start));
   $("check").addEventListener("click", check);
   start();
 }

@@ -3,10 +3,13 @@
 // and sell a pass or the tourist card from stored value. Every result is shown only once its
 // signed authorisation verified; the tap in progress survives a reload (same tap id).
 import {
-  ID_RE, Link, formatMinor, hex, isAnswerTo, keyPair, parseMinor, publicKeyHex, store,
+  $, badge, enrol, enrolledOrForm, loadConfig, newPending, registerServiceWorker,
+  resendPending, result,
+} from "/static/apps/common.js";
+import {
+  ID_RE, Link, formatMinor, hex, isAnswerTo, keyPair, parseMinor, store,
 } from "/static/apps/terminal.js";
 
-const $ = (id) => document.getElementById(id);
 const enc = new TextEncoder();
 let config = null;
 let link = null;
@@ -14,17 +17,8 @@ let keys = null;
 let waiting = null; // {resolve} of the tap being answered
 
 function setStatus(state, detail) {
-  const el = $("status");
-  el.className = `status ${state}`;
-  el.textContent = state === "refused" ? `refused: ${detail}` : state;
-  if (state === "online") resend();
-}
-
-function result(kind, text) {
-  const el = $("result");
-  el.className = `result ${kind}`;
-  el.textContent = text;
-  el.hidden = false;
+  badge(state, detail);
+  if (state === "online") resendPending(link);
 }
 
 async function signed(text) {
@@ -44,25 +38,11 @@ async function payment(step, reference, amount) {
 
 // One tap at a time: kept in storage before it is sent, answered only by a verified auth.
 function tap(op, card, fields) {
-  const tid = store.get("terminal").terminal_id;
-  const n = store.get("tap_counter", 0) + 1;
-  store.put("tap_counter", n);
-  const t = { tap_id: `${tid}:${n}`, card, op, terminal_time: Date.now(), fields, seqs: [] };
-  store.put("pending", t);
+  newPending(op, card, fields);
   return new Promise((resolve) => {
     waiting = { resolve };
-    resend();
+    resendPending(link);
   });
-}
-
-function resend() {
-  const t = store.get("pending", null);
-  if (!t || !link) return;
-  const seq = link.send(t);
-  if (seq) {
-    t.seqs.push(seq);
-    store.put("pending", t);
-  }
 }
 
 async function onAuth(m) {
@@ -70,7 +50,7 @@ async function onAuth(m) {
   if (!t || m.tap_id !== t.tap_id) return;
   if (!(await isAnswerTo(m, t, store.get("terminal").terminal_id, config.gateway_keys))) {
     result("invalid", "ERROR: the authorisation did not verify; retrying.");
-    setTimeout(resend, 2000);
+    setTimeout(() => resendPending(link), 2000);
     return;
   }
   store.drop("pending");
@@ -82,7 +62,7 @@ function onTapError(m, retryable) {
   const t = store.get("pending", null);
   if (!t || m.tap_id !== t.tap_id) return;
   if (retryable) {
-    setTimeout(resend, 1000);
+    setTimeout(() => resendPending(link), 1000);
     return;
   }
   store.drop("pending");
@@ -178,32 +158,9 @@ async function buy() {
   }
 }
 
-async function enrol() {
-  $("enrol-error").textContent = "";
-  const resp = await fetch("/api/handheld/enrol", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ code: $("code").value.trim(), public_key: await publicKeyHex(keys) }),
-  });
-  const data = await resp.json();
-  if (!resp.ok) {
-    $("enrol-error").textContent = data.message || "enrolment refused";
-    return;
-  }
-  store.put("terminal", data);
-  start();
-}
-
 function start() {
-  const term = store.get("terminal", null);
-  $("enrol").hidden = !!term;
-  $("main").hidden = !term;
-  if (!term) {
-    $("status").textContent = "not enrolled";
-    return;
-  }
-  $("tid").textContent = term.terminal_id;
-  $("op").textContent = term.operator;
+  const term = enrolledOrForm();
+  if (!term) return;
   $("provider").textContent = config.payment_provider;
   const sel = $("product");
   sel.textContent = "";
@@ -221,17 +178,11 @@ function start() {
 }
 
 async function main() {
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/apps/sw.js").catch(() => {});
+  registerServiceWorker();
   keys = await keyPair();
-  config = await (await fetch("/api/handheld/config")).json();
-  if (!config.gateway_url) {
-    // No gateway known yet (the control room just started): the page's CSP names the gateway,
-    // so load the page again rather than retry from here.
-    $("status").textContent = "waiting for a gateway";
-    setTimeout(() => location.reload(), 2000);
-    return;
-  }
-  $("enrol-btn").addEventListener("click", enrol);
+  config = await loadConfig();
+  if (!config) return;
+  $("enrol-btn").addEventListener("click", () => enrol(keys, start));
   $("show").addEventListener("click", show);
   $("topup").addEventListener("click", topup);
   $("buy").addEventListener("click", buy);

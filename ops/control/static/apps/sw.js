@@ -3,7 +3,7 @@
 const SHELL = "citycard-apps-v1";
 const FILES = ["/apps/taxi", "/static/apps/taxi.js", "/apps/kiosk", "/static/apps/kiosk.js",
   "/apps/inspector", "/static/apps/inspector.js",
-  "/static/apps/terminal.js", "/static/apps/apps.css", "/static/apps/taxi.webmanifest",
+  "/static/apps/terminal.js", "/static/apps/common.js", "/static/apps/apps.css", "/static/apps/taxi.webmanifest",
   "/static/apps/kiosk.webmanifest", "/static/apps/icon.svg"];
 
 self.addEventListener("install", (e) => e.waitUntil(caches.open(SHELL).then((c) => c.addAll(FILES))));

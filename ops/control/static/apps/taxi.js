@@ -2,10 +2,11 @@
 // show only verified results. The tap being charged is kept in localStorage before it is sent,
 // so a reload (or a dead phone) retries it with the same tap id: never charged twice.
 import {
-  ID_RE, Link, formatMinor, isAnswerTo, keyPair, parseMinor, publicKeyHex, store,
-} from "/static/apps/terminal.js";
+  $, badge, enrol, enrolledOrForm, loadConfig, newPending, registerServiceWorker,
+  resendPending, result,
+} from "/static/apps/common.js";
+import { ID_RE, Link, formatMinor, isAnswerTo, keyPair, parseMinor, store } from "/static/apps/terminal.js";
 
-const $ = (id) => document.getElementById(id);
 let config = null;
 let link = null;
 let keys = null;
@@ -15,10 +16,7 @@ function show(id, on) {
 }
 
 function setStatus(state, detail) {
-  const el = $("status");
-  el.className = `status ${state}`;
-  el.textContent =
-    state === "refused" ? `refused: ${detail}` : state === "online" ? "online" : state;
+  badge(state, detail);
   if (state === "refused") {
     for (const id of ["start-trip", "charge"]) $(id).disabled = true;
     if (detail === "terminal_revoked") {
@@ -28,13 +26,6 @@ function setStatus(state, detail) {
     }
   }
   if (state === "online") retryPending();
-}
-
-function result(kind, text) {
-  const el = $("result");
-  el.className = `result ${kind}`;
-  el.textContent = text;
-  el.hidden = false;
 }
 
 function today() {
@@ -69,34 +60,9 @@ function renderTrip() {
   }
 }
 
-async function enrol() {
-  $("enrol-error").textContent = "";
-  const code = $("code").value.trim();
-  const resp = await fetch("/api/handheld/enrol", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ code, public_key: await publicKeyHex(keys) }),
-  });
-  const data = await resp.json();
-  if (!resp.ok) {
-    $("enrol-error").textContent = data.message || "enrolment refused";
-    return;
-  }
-  store.put("terminal", data);
-  start();
-}
-
 function start() {
-  const term = store.get("terminal", null);
-  show("enrol", !term);
-  show("main", !!term);
-  if (!term) {
-    setStatus("offline", "");
-    $("status").textContent = "not enrolled";
-    return;
-  }
-  $("tid").textContent = term.terminal_id;
-  $("op").textContent = term.operator;
+  const term = enrolledOrForm();
+  if (!term) return;
   const taxi = config.taxi || {};
   $("max-tap").textContent = taxi.max_per_tap ? formatMinor(taxi.max_per_tap, config.currency) : "-";
   $("max-day").textContent = taxi.max_per_day ? formatMinor(taxi.max_per_day, config.currency) : "-";
@@ -150,36 +116,19 @@ function charge() {
   }
   const term = store.get("terminal");
   const trip = store.get("trip");
-  const n = store.get("tap_counter", 0) + 1;
-  store.put("tap_counter", n);
-  const tap = {
-    tap_id: `${term.terminal_id}:${trip.id}:${n}`,
-    card,
-    op: "taxi_fare",
-    terminal_time: Date.now(),
-    fields: { amount, trip_id: `${term.terminal_id}.${trip.id}` },
-    seqs: [],
-    trip: trip.id,
-  };
-  store.put("pending", tap); // before it is sent: a reload retries this very tap
+  // Stored before it is sent: a reload retries this very tap.
+  const tap = newPending("taxi_fare", card,
+    { amount, trip_id: `${term.terminal_id}.${trip.id}` }, `${trip.id}:`);
+  tap.trip = trip.id;
+  store.put("pending", tap);
   result("waiting", `Charging ${card}…`);
-  sendPending();
-}
-
-function sendPending() {
-  const tap = store.get("pending", null);
-  if (!tap || !link) return;
-  const seq = link.send(tap);
-  if (seq) {
-    tap.seqs.push(seq);
-    store.put("pending", tap);
-  }
+  resendPending(link);
 }
 
 let retryTimer = null;
 function retryPending(delay = 0) {
   clearTimeout(retryTimer);
-  retryTimer = setTimeout(sendPending, delay);
+  retryTimer = setTimeout(() => resendPending(link), delay);
 }
 
 async function onAuth(m) {
@@ -223,17 +172,11 @@ function onTapError(m, retryable) {
 }
 
 async function main() {
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/apps/sw.js").catch(() => {});
+  registerServiceWorker();
   keys = await keyPair();
-  config = await (await fetch("/api/handheld/config")).json();
-  if (!config.gateway_url) {
-    // No gateway known yet (the control room just started): the page's CSP names the gateway,
-    // so load the page again rather than retry from here.
-    $("status").textContent = "waiting for a gateway";
-    setTimeout(() => location.reload(), 2000);
-    return;
-  }
-  $("enrol-btn").addEventListener("click", enrol);
+  config = await loadConfig();
+  if (!config) return;
+  $("enrol-btn").addEventListener("click", () => enrol(keys, start));
   $("start-trip").addEventListener("click", startTrip);
   $("charge").addEventListener("click", charge);
   window.addEventListener("offline", () => setStatus("offline"));
