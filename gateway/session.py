@@ -275,9 +275,8 @@ class TerminalSession:
                 seq=tap.seq,
                 tap_id=tap.tap_id,
             )
-        if seen is None and not wire.terminal_time_plausible(
-            tap.terminal_time, self._deps.now_ms()
-        ):
+        received = self.last_activity_ms  # read as the frame arrived: one clock read per tap
+        if seen is None and not wire.terminal_time_plausible(tap.terminal_time, received):
             # Before the tap id is noted: the corrected tap may reuse it.
             return await self._error(
                 wire.IMPLAUSIBLE_TIME,
@@ -318,7 +317,7 @@ class TerminalSession:
         command = command_for(term, tap)
         # An offline tap is decided at the time it happened (within the plausibility window):
         # the transfer windows, caps and peaks of that moment apply.
-        now = tap.terminal_time if offline is not None else self._deps.now_ms()
+        now = tap.terminal_time if offline is not None else received
         req = TapRequest(
             terminal_id=term.terminal_id,
             operator=term.operator,
@@ -330,7 +329,7 @@ class TerminalSession:
             now_ms=now,
             kind=term.kind,
             card_proof=wire.card_proof_of(tap) if tap.fields else None,
-            offline=None if offline is None else (offline[0], offline[1], self._deps.now_ms()),
+            offline=None if offline is None else (offline[0], offline[1], received),
         )
         try:
             reply = await self._deps.cards.ask(tap.card, req, timeout=TAP_TIMEOUT_S)
