@@ -2,19 +2,11 @@
 // recorded, charges nothing) and show VALID or NO VALID TICKET only from a verified answer,
 // with why (open trip, pass, recent fare) and the rider category to check against the rider.
 import {
-  $, badge, enrol, enrolledOrForm, loadConfig, newPending, registerServiceWorker,
-  resendPending, result,
+  $, bootApp, newPending, resendPending, result, tapError, verifiedAnswer,
 } from "/static/apps/common.js";
-import { ID_RE, Link, isAnswerTo, keyPair, store } from "/static/apps/terminal.js";
+import { ID_RE, store } from "/static/apps/terminal.js";
 
-let config = null;
-let link = null;
-let keys = null;
-
-function setStatus(state, detail) {
-  badge(state, detail);
-  if (state === "online") resendPending(link);
-}
+const app = {}; // keys, config, link (bootApp)
 
 function renderLog() {
   const body = $("log").querySelector("tbody");
@@ -40,18 +32,12 @@ function check() {
   }
   newPending("inspect", card, network ? { network } : {}, "i");
   result("waiting", `Checking ${card}…`);
-  resendPending(link);
+  resendPending(app.link);
 }
 
 async function onAuth(m) {
-  const t = store.get("pending", null);
-  if (!t || m.tap_id !== t.tap_id) return;
-  if (!(await isAnswerTo(m, t, store.get("terminal").terminal_id, config.gateway_keys))) {
-    result("invalid", "ERROR: the answer did not verify; checking again.");
-    setTimeout(() => resendPending(link), 2000);
-    return;
-  }
-  store.drop("pending");
+  const t = await verifiedAnswer(app, m);
+  if (!t) return;
   const info = (m.detail && m.detail.explain || []).find((e) => e.rule === "inspection") || {};
   const until = info.category_until_ms
     ? ` until ${new Date(info.category_until_ms).toLocaleDateString()}` : "";
@@ -72,35 +58,8 @@ async function onAuth(m) {
 }
 
 function onTapError(m, retryable) {
-  const t = store.get("pending", null);
-  if (!t || m.tap_id !== t.tap_id) return;
-  if (retryable) {
-    setTimeout(() => resendPending(link), 1000);
-  } else {
-    store.drop("pending");
-    result("declined", `ERROR: ${m.code} — ${m.message}`);
-  }
+  const err = tapError(app, m, retryable);
+  if (err) result("declined", `ERROR: ${err.reason} — ${err.message}`);
 }
 
-function start() {
-  const term = enrolledOrForm();
-  if (!term) return;
-  renderLog();
-  link = new Link({
-    url: config.gateway_url, terminalId: term.terminal_id, keys,
-    gatewayKeys: config.gateway_keys, onState: setStatus, onAuth, onTapError,
-  });
-  link.start();
-}
-
-async function main() {
-  registerServiceWorker();
-  keys = await keyPair();
-  config = await loadConfig();
-  if (!config) return;
-  $("enrol-btn").addEventListener("click", () => enrol(keys, start));
-  $("check").addEventListener("click", check);
-  start();
-}
-
-main();
+bootApp(app, { buttons: { check }, onStart: renderLog, onAuth, onTapError });

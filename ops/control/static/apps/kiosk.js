@@ -3,26 +3,16 @@
 // and sell a pass or the tourist card from stored value. Every result is shown only once its
 // signed authorisation verified; the tap in progress survives a reload (same tap id).
 import {
-  $, badge, enrol, enrolledOrForm, loadConfig, newPending, registerServiceWorker,
-  resendPending, result,
+  $, bootApp, newPending, resendPending, result, tapError, verifiedAnswer,
 } from "/static/apps/common.js";
-import {
-  ID_RE, Link, formatMinor, hex, isAnswerTo, keyPair, parseMinor, store,
-} from "/static/apps/terminal.js";
+import { ID_RE, formatMinor, hex, parseMinor, store } from "/static/apps/terminal.js";
 
 const enc = new TextEncoder();
-let config = null;
-let link = null;
-let keys = null;
+const app = {}; // keys, config, link (bootApp)
 let waiting = null; // {resolve} of the tap being answered
 
-function setStatus(state, detail) {
-  badge(state, detail);
-  if (state === "online") resendPending(link);
-}
-
 async function signed(text) {
-  return hex(await crypto.subtle.sign({ name: "Ed25519" }, keys.privateKey, enc.encode(text)));
+  return hex(await crypto.subtle.sign({ name: "Ed25519" }, app.keys.privateKey, enc.encode(text)));
 }
 
 async function payment(step, reference, amount) {
@@ -41,33 +31,22 @@ function tap(op, card, fields) {
   newPending(op, card, fields);
   return new Promise((resolve) => {
     waiting = { resolve };
-    resendPending(link);
+    resendPending(app.link);
   });
 }
 
-async function onAuth(m) {
-  const t = store.get("pending", null);
-  if (!t || m.tap_id !== t.tap_id) return;
-  if (!(await isAnswerTo(m, t, store.get("terminal").terminal_id, config.gateway_keys))) {
-    result("invalid", "ERROR: the authorisation did not verify; retrying.");
-    setTimeout(() => resendPending(link), 2000);
-    return;
-  }
-  store.drop("pending");
+function answered(m) {
   if (waiting) waiting.resolve(m);
   waiting = null;
 }
 
+async function onAuth(m) {
+  if (await verifiedAnswer(app, m)) answered(m);
+}
+
 function onTapError(m, retryable) {
-  const t = store.get("pending", null);
-  if (!t || m.tap_id !== t.tap_id) return;
-  if (retryable) {
-    setTimeout(() => resendPending(link), 1000);
-    return;
-  }
-  store.drop("pending");
-  if (waiting) waiting.resolve({ result: "error", reason: m.code, message: m.message });
-  waiting = null;
+  const err = tapError(app, m, retryable);
+  if (err) answered(err);
 }
 
 function card() {
@@ -158,9 +137,8 @@ async function buy() {
   }
 }
 
-function start() {
-  const term = enrolledOrForm();
-  if (!term) return;
+function listProducts() {
+  const { config } = app;  // set by bootApp before it starts the app
   $("provider").textContent = config.payment_provider;
   const sel = $("product");
   sel.textContent = "";
@@ -170,23 +148,6 @@ function start() {
     o.textContent = `${p.name} (${formatMinor(p.prices.adult ?? 0, config.currency)})`;
     sel.appendChild(o);
   }
-  link = new Link({
-    url: config.gateway_url, terminalId: term.terminal_id, keys,
-    gatewayKeys: config.gateway_keys, onState: setStatus, onAuth, onTapError,
-  });
-  link.start();
 }
 
-async function main() {
-  registerServiceWorker();
-  keys = await keyPair();
-  config = await loadConfig();
-  if (!config) return;
-  $("enrol-btn").addEventListener("click", () => enrol(keys, start));
-  $("show").addEventListener("click", show);
-  $("topup").addEventListener("click", topup);
-  $("buy").addEventListener("click", buy);
-  start();
-}
-
-main();
+bootApp(app, { buttons: { show, topup, buy }, onStart: listProducts, onAuth, onTapError });

@@ -2,21 +2,17 @@
 // show only verified results. The tap being charged is kept in localStorage before it is sent,
 // so a reload (or a dead phone) retries it with the same tap id: never charged twice.
 import {
-  $, badge, enrol, enrolledOrForm, loadConfig, newPending, registerServiceWorker,
-  resendPending, result,
+  $, badge, bootApp, newPending, resendPending, result, tapError, verifiedAnswer,
 } from "/static/apps/common.js";
-import { ID_RE, Link, formatMinor, isAnswerTo, keyPair, parseMinor, store } from "/static/apps/terminal.js";
+import { ID_RE, formatMinor, parseMinor, store } from "/static/apps/terminal.js";
 
-let config = null;
-let link = null;
-let keys = null;
+const app = {}; // keys, config, link (bootApp)
 
 function show(id, on) {
   $(id).hidden = !on;
 }
 
-function setStatus(state, detail) {
-  badge(state, detail);
+function onState(state, detail) {
   if (state === "refused") {
     for (const id of ["start-trip", "charge"]) $(id).disabled = true;
     if (detail === "terminal_revoked") {
@@ -25,7 +21,6 @@ function setStatus(state, detail) {
       result("declined", `The gateway refuses this handheld (${detail}); ask your operator.`);
     }
   }
-  if (state === "online") retryPending();
 }
 
 function today() {
@@ -38,7 +33,7 @@ function renderTrips() {
   body.textContent = "";
   for (const t of trips.slice(-20).reverse()) {
     const tr = document.createElement("tr");
-    for (const v of [t.time, t.trip, t.card, t.result, formatMinor(t.amount, config.currency)]) {
+    for (const v of [t.time, t.trip, t.card, t.result, formatMinor(t.amount, app.config.currency)]) {
       const td = document.createElement("td");
       td.textContent = v;
       tr.appendChild(td);
@@ -47,7 +42,7 @@ function renderTrips() {
   }
   const total = trips.filter((t) => t.day === today() && t.result === "approved")
     .reduce((a, t) => a + t.amount, 0);
-  $("day-total").textContent = formatMinor(total, config.currency);
+  $("day-total").textContent = formatMinor(total, app.config.currency);
 }
 
 function renderTrip() {
@@ -60,26 +55,14 @@ function renderTrip() {
   }
 }
 
-function start() {
-  const term = enrolledOrForm();
-  if (!term) return;
-  const taxi = config.taxi || {};
-  $("max-tap").textContent = taxi.max_per_tap ? formatMinor(taxi.max_per_tap, config.currency) : "-";
-  $("max-day").textContent = taxi.max_per_day ? formatMinor(taxi.max_per_day, config.currency) : "-";
+function onStart() {
+  const taxi = app.config.taxi || {};
+  $("max-tap").textContent = taxi.max_per_tap ? formatMinor(taxi.max_per_tap, app.config.currency) : "-";
+  $("max-day").textContent = taxi.max_per_day ? formatMinor(taxi.max_per_day, app.config.currency) : "-";
   renderTrip();
   renderTrips();
   const pending = store.get("pending", null);
   if (pending) result("waiting", `Retrying the charge of ${pending.card} (${pending.tap_id})…`);
-  link = new Link({
-    url: config.gateway_url,
-    terminalId: term.terminal_id,
-    keys,
-    gatewayKeys: config.gateway_keys,
-    onState: setStatus,
-    onAuth: onAuth,
-    onTapError: onTapError,
-  });
-  link.start();
 }
 
 function startTrip() {
@@ -99,7 +82,7 @@ function charge() {
   }
   const amount = parseMinor($("amount").value);
   const card = $("card").value.trim();
-  const taxi = config.taxi || {};
+  const taxi = app.config.taxi || {};
   if (amount === null || amount <= 0) {
     $("charge-error").textContent = "enter the metered fare, e.g. 12.50";
     return;
@@ -107,7 +90,7 @@ function charge() {
   if (taxi.max_per_tap && amount > taxi.max_per_tap) {
     // Refused before a card is asked: the gateway would decline it anyway.
     $("charge-error").textContent =
-      `over the limit of ${formatMinor(taxi.max_per_tap, config.currency)} per ride`;
+      `over the limit of ${formatMinor(taxi.max_per_tap, app.config.currency)} per ride`;
     return;
   }
   if (!ID_RE.test(card)) {
@@ -122,25 +105,13 @@ function charge() {
   tap.trip = trip.id;
   store.put("pending", tap);
   result("waiting", `Charging ${card}…`);
-  resendPending(link);
-}
-
-let retryTimer = null;
-function retryPending(delay = 0) {
-  clearTimeout(retryTimer);
-  retryTimer = setTimeout(() => resendPending(link), delay);
+  resendPending(app.link);
 }
 
 async function onAuth(m) {
-  const tap = store.get("pending", null);
-  if (!tap || m.tap_id !== tap.tap_id) return;
-  if (!(await isAnswerTo(m, tap, store.get("terminal").terminal_id, config.gateway_keys))) {
-    // Never shown as approved: an authorisation that does not verify is an error.
-    result("invalid", "ERROR: the authorisation did not verify; the charge is retried.");
-    retryPending(2000);
-    return;
-  }
-  store.drop("pending");
+  // Never shown as approved unless it verifies (else an error, and the charge is resent).
+  const tap = await verifiedAnswer(app, m);
+  if (!tap) return;
   const trips = store.get("trips", []);
   trips.push({ time: new Date().toLocaleTimeString(), day: today(), trip: tap.trip,
     card: tap.card, result: m.result, reason: m.reason, amount: m.amount, tap_id: tap.tap_id,
@@ -160,27 +131,13 @@ async function onAuth(m) {
 }
 
 function onTapError(m, retryable) {
-  const tap = store.get("pending", null);
-  if (!tap || m.tap_id !== tap.tap_id) return;
-  if (retryable) {
-    result("waiting", `Gateway ${m.code}: retrying the same charge…`);
-    retryPending(1000);
-  } else {
-    store.drop("pending");
-    result("declined", `ERROR: ${m.code} — ${m.message}`);
-  }
+  const mine = (store.get("pending", null) || {}).tap_id === m.tap_id;
+  const err = tapError(app, m, retryable);
+  if (err) result("declined", `ERROR: ${err.reason} — ${err.message}`);
+  else if (mine) result("waiting", `Gateway ${m.code}: retrying the same charge…`);
 }
 
-async function main() {
-  registerServiceWorker();
-  keys = await keyPair();
-  config = await loadConfig();
-  if (!config) return;
-  $("enrol-btn").addEventListener("click", () => enrol(keys, start));
-  $("start-trip").addEventListener("click", startTrip);
-  $("charge").addEventListener("click", charge);
-  window.addEventListener("offline", () => setStatus("offline"));
-  start();
-}
-
-main();
+window.addEventListener("offline", () => badge("offline"));
+bootApp(app, {
+  buttons: { "start-trip": startTrip, charge }, onStart, onState, onAuth, onTapError,
+});
