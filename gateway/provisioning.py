@@ -57,6 +57,15 @@ async def enroll_terminal(
     )
 
 
+def is_public_key_hex(value: object) -> bool:
+    """Whether `value` is an Ed25519 public key as 64 lowercase hex characters."""
+    return (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
 async def issue_card(
     store: Store,
     card: str,
@@ -67,9 +76,7 @@ async def issue_card(
 ) -> None:
     """Issue (or re-issue) a card. `card_key`: the card's Ed25519 public key (64 hex), for a
     card that authenticates every tap with a cryptogram (docs/protocol.md section 8)."""
-    if card_key is not None and (
-        len(card_key) != 64 or any(c not in "0123456789abcdef" for c in card_key)
-    ):
+    if card_key is not None and not is_public_key_hex(card_key):
         raise ValueError("card_key must be 64 lowercase hex characters (an Ed25519 public key)")
     state = CardState(
         card_id=card,

@@ -165,11 +165,16 @@ def control_app(room: ControlRoom) -> Starlette:
     async def login_page(_: Request) -> Response:
         return await page("login.html")
 
-    async def login(request: Request) -> Response:
+    async def limited_body(request: Request) -> dict[str, Any] | Response:
+        """The JSON body of a request that presents a secret (a token, an enrolment code):
+        attempts are limited per client address."""
         client = request.client.host if request.client else "?"
         if not limiter.allow(client):
-            return _error("too_many_attempts", "too many login attempts; wait a minute", 429)
-        data = await body(request)
+            return _error("too_many_attempts", "too many attempts; wait a minute", 429)
+        return await body(request)
+
+    async def login(request: Request) -> Response:
+        data = await limited_body(request)
         if isinstance(data, Response):
             return data
         token = data.get("token")
@@ -303,10 +308,7 @@ def control_app(room: ControlRoom) -> Starlette:
                       "state": acquirer.state.get(pay.payment_id, "")})
 
     async def handheld_enrol(request: Request) -> Response:
-        client = request.client.host if request.client else "?"
-        if not limiter.allow(client):
-            return _error("too_many_attempts", "too many attempts; wait a minute", 429)
-        data = await body(request)
+        data = await limited_body(request)
         if isinstance(data, Response):
             return data
         try:

@@ -21,7 +21,7 @@ from typing import Any, Final
 import orjson
 from redis.asyncio import Redis
 
-from gateway.provisioning import enroll_terminal
+from gateway.provisioning import enroll_terminal, is_public_key_hex
 from gateway.store.interface import Store
 from gateway.wire.protocol import is_identifier
 from ops.control import audit
@@ -85,12 +85,7 @@ async def create_code(
 async def redeem(redis: Redis, store: Store, code: str, public_key_hex: str) -> dict[str, Any]:
     """Enroll the handheld holding `code` with its public key; the code is spent. Raises
     EnrolRefused (audited) for an unknown, expired or spent code or a bad key."""
-    valid_key = (
-        isinstance(public_key_hex, str)
-        and len(public_key_hex) == 64
-        and all(c in "0123456789abcdef" for c in public_key_hex)
-    )
-    if not valid_key:
+    if not is_public_key_hex(public_key_hex):
         raise await _refused(redis, "bad_key", "public_key must be 64 lowercase hex characters")
     if not isinstance(code, str) or len(code) > 64:
         raise await _refused(redis, "bad_code", "unknown, expired or already used code")

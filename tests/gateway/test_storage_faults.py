@@ -9,6 +9,7 @@ import hashlib
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -70,6 +71,20 @@ async def _session(url: str) -> tuple[object, dict[str, object]]:
     return ws, wire.decode_gateway_message(await ws.recv())
 
 
+async def _tap_or_reconnect(url: str, ws: Any, seq: int) -> tuple[Any, int, dict[str, Any]]:
+    """Send the tap "t-during" (same content every time); the answer, or, when the connection
+    was closed, a new connection and what its handshake answered."""
+    try:
+        seq += 1
+        await ws.send(wire.encode_tap(seq, "t-during", CARD, "fare", NOW_MS, {}).decode())
+        return ws, seq, wire.decode_gateway_message(await ws.recv())
+    except Exception:
+        ws, welcome = await _session(url)
+        if welcome["type"] == "welcome":
+            seq = int(welcome["last_seq"])
+        return ws, seq, welcome
+
+
 async def test_loading_redis_is_unavailable_then_served(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -120,19 +135,8 @@ async def test_loading_redis_is_unavailable_then_served(
                     break
                 finally:
                     probe.close()
-                try:
-                    seq += 1
-                    await ws.send(
-                        wire.encode_tap(
-                            seq, "t-during", CARD, "fare", NOW_MS, {}
-                        ).decode()
-                    )
-                    answers.append(wire.decode_gateway_message(await ws.recv()))
-                except Exception:  # the connection may have been closed: open a new one
-                    ws, welcome = await _session(gw.url)
-                    answers.append(welcome)
-                    if welcome["type"] == "welcome":
-                        seq = int(welcome["last_seq"])
+                ws, seq, answer = await _tap_or_reconnect(gw.url, ws, seq)
+                answers.append(answer)
                 await anyio.sleep(0.05)
             assert loading_seen, "Redis was never seen loading: the test proved nothing"
             codes = {str(a.get("code", a.get("result", a["type"]))) for a in answers}
@@ -143,19 +147,7 @@ async def test_loading_redis_is_unavailable_then_served(
             # Back: the same tap id is charged exactly once.
             await anyio.to_thread.run_sync(lambda: RedisServer._wait_ready(server, b"+PONG"))
             for _ in range(50):
-                try:
-                    seq += 1
-                    await ws.send(
-                        wire.encode_tap(
-                            seq, "t-during", CARD, "fare", NOW_MS, {}
-                        ).decode()
-                    )
-                    auth = wire.decode_gateway_message(await ws.recv())
-                except Exception:
-                    ws, welcome = await _session(gw.url)
-                    if welcome["type"] == "welcome":
-                        seq = int(welcome["last_seq"])
-                    continue
+                ws, seq, auth = await _tap_or_reconnect(gw.url, ws, seq)
                 if auth["type"] == "auth":
                     break
                 await anyio.sleep(0.1)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
 from ops.control.handhelds import create_code
+from tests.ops.apps_helpers import card_state, enrolled_app
 from tests.ops.control_helpers import GATES, World, world
-from tests.ops.test_dashboard_browser import CHROMIUM_ARGS, artifacts_dir, chromium_path
+from tests.ops.test_dashboard_browser import artifacts_dir
 
 pytestmark = pytest.mark.anyio
 
@@ -31,29 +30,18 @@ async def w(redis_url: str, tmp_path: Path) -> AsyncIterator[World]:
 
 
 async def balance(wd: World, card: str) -> int:
-    rec = await wd.gw.store.load_card(card)
-    assert rec is not None
-    return int(orjson.loads(rec.state)["balance"])
+    return int((await card_state(wd, card))["balance"])
 
 
 async def test_inspector_checks_cards(w: World) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     gate = await w.terminal(GATES[0])
     paid = await gate.tap("card-1")
     assert paid["result"] == "approved"
     before = {c: await balance(w, c) for c in ("card-1", "card-2")}
     made = await create_code(w.redis, kind="inspector", operator="metro", network="METRO")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = await browser.new_page(viewport={"width": 480, "height": 900})
-        errors: list[Any] = []
-        page.on("pageerror", lambda e: errors.append(e))
-        await page.goto(f"{w.base}/apps/inspector")
-        await page.fill("#code", made.code)
-        await page.click("#enrol-btn")
-        await expect(page.locator("#status")).to_have_text("online", timeout=10_000)
-
+    async with enrolled_app(w, "inspector", made.code) as (_, page, errors):
         await page.fill("#card", "card-1")
         await page.click("#check")
         await expect(page.locator("#result")).to_contain_text("VALID (recent_fare)",
@@ -64,8 +52,7 @@ async def test_inspector_checks_cards(w: World) -> None:
         await expect(page.locator("#result")).to_contain_text("NO VALID TICKET",
                                                               timeout=10_000)
         await expect(page.locator("#log tbody tr")).to_have_count(2)
-        await page.screenshot(path=str(out_dir() / "inspector.png"), full_page=True)
-        await browser.close()
+        await page.screenshot(path=str(artifacts_dir() / "inspector.png"), full_page=True)
     assert not errors, errors
     assert {c: await balance(w, c) for c in before} == before  # nothing charged
     entries = [e for _, e in await w.gw.store.read_journal(count=100)
@@ -73,6 +60,3 @@ async def test_inspector_checks_cards(w: World) -> None:
     assert [(e["card"], e["result"], e["amount"]) for e in entries] == [
         ("card-1", "approved", "0"), ("card-2", "declined", "0")]
 
-
-def out_dir() -> Path:
-    return artifacts_dir()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from ops.control.handhelds import create_code
+from tests.ops.apps_helpers import card_state, enrolled_app
 from tests.ops.control_helpers import World, world
-from tests.ops.test_dashboard_browser import CHROMIUM_ARGS, artifacts_dir, chromium_path
+from tests.ops.test_dashboard_browser import artifacts_dir
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[2]
@@ -33,26 +33,12 @@ async def w(redis_url: str, tmp_path: Path) -> AsyncIterator[World]:
         yield wd
 
 
-async def state(wd: World, card: str) -> dict[str, Any]:
-    rec = await wd.gw.store.load_card(card)
-    assert rec is not None
-    return dict(orjson.loads(rec.state))
-
-
 async def test_kiosk_shows_tops_up_and_sells_a_pass(w: World) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     out = artifacts_dir()
     made = await create_code(w.redis, kind="kiosk", operator="city-kiosks")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = await browser.new_page(viewport={"width": 520, "height": 1100})
-        errors: list[Any] = []
-        page.on("pageerror", lambda e: errors.append(e))
-        await page.goto(f"{w.base}/apps/kiosk")
-        await page.fill("#code", made.code)
-        await page.click("#enrol-btn")
-        await expect(page.locator("#status")).to_have_text("online", timeout=10_000)
+    async with enrolled_app(w, "kiosk", made.code, (520, 1100)) as (_, page, errors):
         await expect(page.locator("#provider")).to_have_text("stub")
 
         # The card as it is.
@@ -67,14 +53,14 @@ async def test_kiosk_shows_tops_up_and_sells_a_pass(w: World) -> None:
         await expect(page.locator("#result")).to_contain_text("TOPPED UP 20.00 USD",
                                                               timeout=10_000)
         await expect(page.locator("#balance")).to_have_text("70.00 USD", timeout=10_000)
-        assert (await state(w, CARD))["balance"] == 7_000
+        assert (await card_state(w, CARD))["balance"] == 7_000
 
         # Buy the 1-day pass from the balance: it is listed among the card's products.
         await page.select_option("#product", "PASS-1D")
         await page.click("#buy")
         await expect(page.locator("#result")).to_contain_text("BOUGHT PASS-1D", timeout=10_000)
         await expect(page.locator("#products tbody")).to_contain_text("PASS-1D")
-        st = await state(w, CARD)
+        st = await card_state(w, CARD)
         assert st["balance"] == 7_000 - 500
         assert [p["product"] for p in st["products"]] == ["PASS-1D"]
         await page.screenshot(path=str(out / "kiosk-pass.png"), full_page=True)
@@ -88,8 +74,7 @@ async def test_kiosk_shows_tops_up_and_sells_a_pass(w: World) -> None:
         await page.click("#topup")
         await expect(page.locator("#result")).to_contain_text("card_blocked", timeout=10_000)
         await expect(page.locator("#result")).to_contain_text("voided")
-        assert (await state(w, "card-2"))["balance"] == 5_000
-        await browser.close()
+        assert (await card_state(w, "card-2"))["balance"] == 5_000
     assert not errors, errors
     from ops.control import audit
 

@@ -12,14 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
 from ops.control.handhelds import create_code
+from tests.ops.apps_helpers import card_state, enrolled_app
 from tests.ops.control_helpers import World, world
-from tests.ops.test_dashboard_browser import CHROMIUM_ARGS, artifacts_dir, chromium_path
+from tests.ops.test_dashboard_browser import artifacts_dir
 
 pytestmark = pytest.mark.anyio
 
@@ -80,31 +79,17 @@ async def w(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[World, Flippi
 
 
 async def balance(wd: World, card: str) -> int:
-    rec = await wd.gw.store.load_card(card)
-    assert rec is not None
-    return int(orjson.loads(rec.state)["balance"])
+    return int((await card_state(wd, card))["balance"])
 
 
 async def test_taxi_app_end_to_end(w: tuple[World, FlippingProxy]) -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     wd, proxy = w
     out = artifacts_dir()
     made = await create_code(wd.redis, kind="taxi", operator="citytaxi")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = await browser.new_page(viewport={"width": 480, "height": 900})
-        errors: list[Any] = []
-        page.on("pageerror", lambda e: errors.append(e))
-        await page.goto(f"{wd.base}/apps/taxi")
-
-        # Enrolment: a wrong code is refused; the right one enrolls the page's own key.
-        await page.fill("#code", "AAAA-BBBB-CCCC-DDDD")
-        await page.click("#enrol-btn")
-        await expect(page.locator("#enrol-error")).to_contain_text("unknown")
-        await page.fill("#code", made.code)
-        await page.click("#enrol-btn")
-        await expect(page.locator("#status")).to_have_text("online", timeout=10_000)
+    async with enrolled_app(wd, "taxi", made.code) as (browser, page, errors):
+        # Enrolled with the page's own key.
         await expect(page.locator("#tid")).to_have_text(made.terminal_id)
         await expect(page.locator("#max-tap")).to_have_text("150.00 EUR")
         rec = await wd.gw.store.get_terminal(made.terminal_id)
@@ -168,12 +153,14 @@ async def test_taxi_app_end_to_end(w: tuple[World, FlippingProxy]) -> None:
         await expect(page.locator("#result")).to_contain_text("revoked")
         await page.screenshot(path=str(out / "taxi-revoked.png"), full_page=True)
 
-        # The code was spent: a second handheld cannot enroll with it.
+        # A second handheld: a wrong code is refused, and so is the spent one.
         other = await browser.new_page()
         await other.goto(f"{wd.base}/apps/taxi")
+        await other.fill("#code", "AAAA-BBBB-CCCC-DDDD")
+        await other.click("#enrol-btn")
+        await expect(other.locator("#enrol-error")).to_contain_text("unknown")
         await other.fill("#code", made.code)
         await other.click("#enrol-btn")
         await expect(other.locator("#enrol-error")).to_contain_text("already used")
-        await browser.close()
     assert not errors, errors
 
