@@ -172,11 +172,6 @@ async def _audit(
         return await auditor.check(store)
 
 
-def _wait_store(redis: RedisServer) -> None:
-    """Until Redis has loaded its AOF (a round's audit reads it)."""
-    redis._wait_ready(b"+PONG")
-
-
 def run_chaos(
     *,
     gateway_kills: int,
@@ -234,7 +229,7 @@ def _run_round(
     seed: int,
     totals: ChaosTotals,
 ) -> None:
-    _wait_store(procs.redis)
+    procs.redis.wait_until_loaded()
     openings = asyncio.run(_balances(procs.redis.url, card_ids))
     prefix = f"c{seed}r{n}"
     duration = sum(gaps) + RESTART_ALLOWANCE_S * len(kills) + 1.0
@@ -274,7 +269,7 @@ def _run_round(
     if runner.is_alive() or "r" not in box:
         raise RuntimeError(f"round {n}: the load did not finish within {ROUND_TIMEOUT_S} s")
     result = box["r"]
-    _wait_store(procs.redis)
+    procs.redis.wait_until_loaded()
     auditor = Auditor(seed, openings, tap_prefix=prefix)
     report = asyncio.run(_audit(procs.redis.url, auditor, result, operators))
     totals.rounds += 1

@@ -226,6 +226,10 @@ class RedisServer:
         self._wait_ready(b"+PONG" if until_loaded else b"")
         return self
 
+    def wait_until_loaded(self) -> None:
+        """Until the server answers PING (it has loaded its AOF)."""
+        self._wait_ready(b"+PONG")
+
     def _wait_ready(self, reply: bytes) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -145,7 +145,7 @@ async def test_loading_redis_is_unavailable_then_served(
             assert "unavailable" in codes
 
             # Back: the same tap id is charged exactly once.
-            await anyio.to_thread.run_sync(lambda: RedisServer._wait_ready(server, b"+PONG"))
+            await anyio.to_thread.run_sync(server.wait_until_loaded)
             for _ in range(50):
                 ws, seq, auth = await _tap_or_reconnect(gw.url, ws, seq)
                 if auth["type"] == "auth":
